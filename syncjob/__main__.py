@@ -1,0 +1,3 @@
+from syncjob.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,48 @@
+"""The project's own error types. The CLI maps each to a message and an exit code."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_PARTIAL = 1  # some objects failed, a source was invalid, or the run was cut short
+EXIT_UNUSABLE = 2  # bad configuration, cluster unreachable, or forbidden to list
+
+
+class SyncjobError(Exception):
+    """Base of every error syncjob raises on purpose. Messages never contain secret values."""
+
+    exit_code = EXIT_UNUSABLE
+
+
+class ConfigError(SyncjobError):
+    """A flag, environment variable or kubeconfig is wrong; the message says which and how to fix it."""
+
+
+class ClusterUnreachable(SyncjobError):
+    """The API server could not be reached at all."""
+
+
+class ForbiddenToList(SyncjobError):
+    """RBAC denies a LIST the run cannot do without."""
+
+
+class ApiError(SyncjobError):
+    """The API server refused one request. Carries a summary, never the response body."""
+
+    exit_code = EXIT_PARTIAL
+
+    def __init__(self, status: int, reason: str, message: str, what: str) -> None:
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.what = what
+        super().__init__(f"{what}: HTTP {status} {reason}: {message}")
+
+
+class TransientError(ApiError):
+    """A failure worth retrying (429, 5xx, connection trouble) that outlived its retries."""
+
+
+class DeadlineExceeded(SyncjobError):
+    """The run's --timeout expired."""
+
+    exit_code = EXIT_PARTIAL

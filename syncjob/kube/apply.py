@@ -1,0 +1,132 @@
+"""Actions → writes, with preconditions and bounded concurrency.
+
+Updates carry the listed resourceVersion and deletes a uid + resourceVersion precondition, so a
+write never lands on an object that changed since it was read. On a 409 the one object is read
+again and planned again, once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import Any
+
+from syncjob.errors import ApiError, ClusterUnreachable, DeadlineExceeded
+from syncjob.kube.client import Kube
+from syncjob.kube.read import read_one
+from syncjob.model import Action, Kind, Outcome, Result
+from syncjob.plan import Planner, copy_body
+
+
+class Applier:
+    def __init__(self, kube: Kube, planner: Planner, *, dry_run: str = "") -> None:
+        self.kube = kube
+        self.planner = planner
+        self.settings = planner.settings
+        self.dry_run = dry_run
+
+    def apply(self, actions: tuple[Action, ...], on_result: Callable[[Result], None] | None = None) -> list[Result]:
+        def run(action: Action) -> Result:
+            result = self._run(action)
+            if on_result is not None:
+                on_result(result)
+            return result
+
+        writes = [a for a in actions if a.kind.writes]
+        if self.dry_run == "client":
+            done = {a: Result(a, Outcome.PLANNED) for a in writes}
+        else:
+            with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="apply") as pool:
+                done = dict(zip(writes, pool.map(run, writes), strict=True))
+        return [done.get(a) or Result(a, Outcome.REPORTED) for a in actions]
+
+    def _run(self, action: Action) -> Result:
+        if self.kube.deadline.expired():
+            return Result(action, Outcome.NOT_RUN, "--timeout expired before this write")
+        try:
+            return self._write(action, replan=True)
+        except DeadlineExceeded:
+            return Result(action, Outcome.NOT_RUN, "--timeout expired before this write")
+        except (ApiError, ClusterUnreachable) as e:
+            return Result(action, Outcome.FAILED, str(e))
+
+    @property
+    def _query(self) -> list[tuple[str, str]]:
+        return [("dryRun", "All")] if self.dry_run == "server" else []
+
+    @property
+    def _ok(self) -> Outcome:
+        return Outcome.DRY_RUN if self.dry_run == "server" else Outcome.DONE
+
+    def _write(self, action: Action, *, replan: bool) -> Result:
+        try:
+            if action.kind is Kind.CREATE:
+                self._create(action)
+            elif action.kind is Kind.UPDATE:
+                self._update(action)
+            elif action.kind is Kind.DELETE:
+                self._delete(action)
+            elif action.kind is Kind.RECREATE:
+                self._delete(action)
+                if self.dry_run != "server":  # the dry-run delete left the old copy in place
+                    self._create(action)
+            else:
+                return Result(action, Outcome.REPORTED)
+        except ApiError as e:
+            if e.status == 404 and action.kind is Kind.DELETE:
+                return Result(action, self._ok)  # already gone: what we wanted
+            if e.status == 403 and e.reason == "NamespaceTerminating":
+                skipped = replace(action, kind=Kind.SKIP, reason="namespace is terminating")
+                return Result(skipped, Outcome.REPORTED)
+            if e.status in (404, 409) and replan:
+                return self._replan(action)
+            raise
+        return Result(action, self._ok)
+
+    def _replan(self, action: Action) -> Result:
+        copy, occupant = read_one(self.kube, self.settings, action.ref)
+        fresh = self.planner.replan(action.ref, copy, occupant)
+        if fresh is None:
+            return Result(replace(action, kind=Kind.LEAVE, reason="nothing to do after a re-read"), Outcome.REPORTED)
+        fresh = replace(fresh, reason=f"{fresh.reason} (re-planned after a conflicting change)")
+        return self._write(fresh, replan=False)
+
+    def _source_body(self, action: Action, resource_version: str = "") -> dict[str, Any]:
+        assert action.source is not None
+        source = self.planner.verdicts.eligible[action.source]
+        return copy_body(source, self.settings, action.namespace, resource_version)
+
+    def _create(self, action: Action) -> None:
+        self.kube.call(
+            "create",
+            "POST",
+            f"/api/v1/namespaces/{action.namespace}/secrets",
+            what=f"create Secret {action.ref}",
+            query=self._query,
+            body=self._source_body(action),
+        )
+
+    def _update(self, action: Action) -> None:
+        self.kube.call(
+            "update",
+            "PUT",
+            f"/api/v1/namespaces/{action.namespace}/secrets/{action.name}",
+            what=f"update Secret {action.ref}",
+            query=self._query,
+            body=self._source_body(action, action.expected_resource_version),
+        )
+
+    def _delete(self, action: Action) -> None:
+        self.kube.call(
+            "delete",
+            "DELETE",
+            f"/api/v1/namespaces/{action.namespace}/secrets/{action.name}",
+            what=f"delete Secret {action.ref}",
+            query=self._query,
+            body={
+                "apiVersion": "v1",
+                "kind": "DeleteOptions",
+                "preconditions": {"uid": action.expected_uid, "resourceVersion": action.expected_resource_version},
+            },
+        )

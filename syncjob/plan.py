@@ -1,0 +1,266 @@
+"""The planner: a pure function from a snapshot and settings to a plan. No I/O, no clock."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from syncjob.config import Settings
+from syncjob.model import (
+    INSTANCE_LABEL,
+    MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+    SOURCE_DIGEST_ANNOTATION,
+    SOURCE_NAME_ANNOTATION,
+    SOURCE_NAMESPACE_ANNOTATION,
+    SOURCE_UID_ANNOTATION,
+    Action,
+    Copy,
+    Kind,
+    Occupant,
+    Plan,
+    Ref,
+    Snapshot,
+    Source,
+    SourceProblem,
+)
+from syncjob.select import TargetDecision, decide_all, gone
+from syncjob.selector import matches_any_glob
+from syncjob.validate import validate_source
+
+# Metadata that must never travel with a copy, whatever --copy-labels/--copy-annotations say:
+# it would make another tool (Argo CD, Helm, kubectl apply) believe it owns the copy.
+NEVER_COPIED = (
+    "argocd.argoproj.io/*",
+    "helm.sh/*",
+    "meta.helm.sh/*",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/managed-by",
+    "kubectl.kubernetes.io/last-applied-configuration",
+    "syncjob.dev/*",
+)
+
+# Deletes above both bounds are held back unless --max-delete says otherwise.
+GUARD_MIN_DELETES = 10
+GUARD_FRACTION = 0.25
+
+
+def _policy(values: Mapping[str, str], allow: tuple[str, ...]) -> dict[str, str]:
+    return {k: v for k, v in values.items() if matches_any_glob(k, allow) and not matches_any_glob(k, NEVER_COPIED)}
+
+
+def desired_labels(source: Source, settings: Settings) -> dict[str, str]:
+    labels = _policy(source.labels, settings.copy_labels)
+    labels.update({MANAGED_BY_LABEL: MANAGED_BY_VALUE, INSTANCE_LABEL: settings.instance})
+    return labels
+
+
+def desired_annotations(source: Source, settings: Settings) -> dict[str, str]:
+    annotations = _policy(source.annotations, settings.copy_annotations)
+    annotations.update(
+        {
+            SOURCE_NAMESPACE_ANNOTATION: source.namespace,
+            SOURCE_NAME_ANNOTATION: source.name,
+            SOURCE_UID_ANNOTATION: source.uid,
+            SOURCE_DIGEST_ANNOTATION: source.digest,
+        }
+    )
+    return annotations
+
+
+def copy_body(source: Source, settings: Settings, namespace: str, resource_version: str = "") -> dict[str, Any]:
+    """The whole Secret a copy should be: data, type and syncjob's own metadata, nothing else."""
+    metadata: dict[str, Any] = {
+        "name": source.name,
+        "namespace": namespace,
+        "labels": desired_labels(source, settings),
+        "annotations": desired_annotations(source, settings),
+    }
+    if resource_version:
+        metadata["resourceVersion"] = resource_version
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata,
+        "type": source.type,
+        "data": dict(source.data),
+    }
+
+
+def describe_occupant(occupant: Occupant) -> str:
+    if occupant.managed_by == MANAGED_BY_VALUE and occupant.instance:
+        return f"it belongs to syncjob instance {occupant.instance!r}"
+    if occupant.managed_by:
+        return f"it is managed by {occupant.managed_by!r}"
+    return "it was not created by syncjob"
+
+
+@dataclass(frozen=True)
+class SourceVerdicts:
+    eligible: dict[Ref, Source]  # selected and of an enabled type
+    invalid: dict[Ref, list[str]]  # eligible but failing validation
+    problems: tuple[SourceProblem, ...]
+
+
+def judge_sources(snapshot: Snapshot, settings: Settings) -> SourceVerdicts:
+    eligible: dict[Ref, Source] = {}
+    invalid: dict[Ref, list[str]] = {}
+    problems: list[SourceProblem] = []
+    for source in sorted(snapshot.sources, key=lambda s: s.ref):
+        if source.type not in settings.types:
+            problems.append(
+                SourceProblem(
+                    source.ref,
+                    f"type {source.type} is not enabled; add it to --types to sync it",
+                    fatal=False,
+                )
+            )
+            continue
+        eligible[source.ref] = source
+        messages = validate_source(source)
+        if messages:
+            invalid[source.ref] = messages
+            problems.append(
+                SourceProblem(source.ref, "; ".join(messages) + ". Its existing copies are left as they are")
+            )
+    for ref in snapshot.missing_sources:
+        problems.append(SourceProblem(ref, "not found; fix or drop the --source flag that names it"))
+    return SourceVerdicts(eligible, invalid, tuple(problems))
+
+
+class Planner:
+    """Plans every (namespace, name) once; `replan` plans one key again from a fresh read."""
+
+    def __init__(self, snapshot: Snapshot, settings: Settings) -> None:
+        self.snapshot = snapshot
+        self.settings = settings
+        self.decisions = decide_all(snapshot, settings)
+        self.verdicts = judge_sources(snapshot, settings)
+        self.by_name: dict[str, list[Source]] = defaultdict(list)
+        for source in self.verdicts.eligible.values():
+            self.by_name[source.name].append(source)
+        self.copies = {c.ref: c for c in snapshot.copies}
+        self.occupants = {o.ref: o for o in snapshot.occupants}
+
+    def decision(self, namespace: str) -> TargetDecision:
+        return self.decisions.get(namespace) or gone(namespace)
+
+    def keys(self) -> list[Ref]:
+        keys = set(self.copies)
+        for decision in self.decisions.values():
+            if decision.target:
+                keys.update(Ref(decision.namespace, name) for name in self.by_name)
+        return sorted(keys)
+
+    def plan(self) -> Plan:
+        actions = [a for key in self.keys() if (a := self.plan_key(key)) is not None]
+        return guard_deletes(Plan(tuple(actions), self.verdicts.problems), len(self.copies), self.settings)
+
+    def plan_key(self, key: Ref) -> Action | None:
+        return self.replan(key, self.copies.get(key), self.occupants.get(key))
+
+    def replan(self, key: Ref, copy: Copy | None, occupant: Occupant | None) -> Action | None:
+        ns, name = key.namespace, key.name
+        decision = self.decision(ns)
+        wanted = self.by_name.get(name, []) if decision.target else []
+
+        if copy is not None and copy.owner is None:
+            return Action(
+                Kind.CONFLICT, ns, name,
+                "carries syncjob's labels but no owner annotations; not touching it "
+                "(delete it, or remove its syncjob labels)",
+            )  # fmt: skip
+        if decision.terminating and (wanted or copy is not None):
+            source = wanted[0].ref if len(wanted) == 1 else None
+            return Action(Kind.SKIP, ns, name, decision.reason, source=source)
+        if wanted:
+            return self._plan_wanted(key, wanted, copy, occupant)
+        if copy is None:
+            return None
+        return self._plan_unwanted(copy, decision)
+
+    def _plan_wanted(
+        self, key: Ref, wanted: list[Source], copy: Copy | None, occupant: Occupant | None
+    ) -> Action | None:
+        ns, name = key.namespace, key.name
+        if len(wanted) > 1:
+            names = " and ".join(str(s.ref) for s in wanted)
+            return Action(Kind.CONFLICT, ns, name, f"sources {names} would land on the same name; rename one")
+        source = wanted[0]
+        if source.ref in self.verdicts.invalid:
+            if copy is not None:
+                return Action(Kind.LEAVE, ns, name, "source is invalid; copy left as it is", source=source.ref)
+            return None  # reported once as a source problem, not once per namespace
+        if copy is None:
+            if occupant is not None:
+                return Action(
+                    Kind.CONFLICT, ns, name,
+                    f"a Secret with this name exists and {describe_occupant(occupant)}; left untouched",
+                    source=source.ref,
+                )  # fmt: skip
+            return Action(Kind.CREATE, ns, name, "copy missing", source=source.ref)
+
+        def act(kind: Kind, reason: str) -> Action:
+            return Action(kind, ns, name, reason, source.ref, copy.uid, copy.resource_version)
+
+        if copy.type != source.type:
+            return act(Kind.RECREATE, f"type changed from {copy.type} to {source.type}")
+        if copy.immutable:
+            return act(Kind.RECREATE, "copy was made immutable; syncjob copies are not")
+        if copy.digest != source.digest:
+            return act(Kind.UPDATE, "data differs from the source")
+        if dict(copy.labels) != desired_labels(source, self.settings):
+            return act(Kind.UPDATE, "labels drifted")
+        if dict(copy.annotations) != desired_annotations(source, self.settings):
+            return act(Kind.UPDATE, "annotations drifted")
+        return act(Kind.LEAVE, "in sync")
+
+    def _plan_unwanted(self, copy: Copy, decision: TargetDecision) -> Action:
+        owner = copy.owner
+        assert owner is not None  # checked by the caller
+        ns, name = copy.namespace, copy.name
+
+        if owner in self.verdicts.invalid:
+            return Action(Kind.LEAVE, ns, name, "source is invalid; copy left as it is", source=owner)
+        if not decision.target:
+            reason = f"{decision.reason}; copy no longer wanted"
+        elif owner not in self.verdicts.eligible:
+            source = next((s for s in self.snapshot.sources if s.ref == owner), None)
+            if source is not None:
+                reason = f"source type {source.type} is not enabled in --types"
+            else:
+                reason = "source deleted, unlabelled or no longer selected"
+        else:
+            reason = "source no longer wants a copy here"
+        return Action(Kind.DELETE, ns, name, reason, owner, copy.uid, copy.resource_version)
+
+
+def guard_deletes(plan: Plan, managed: int, settings: Settings) -> Plan:
+    """Hold every delete when a run would delete too many copies: a typo must not wipe a cluster."""
+    deletes = plan.of_kind(Kind.DELETE)
+    if settings.max_delete is not None:
+        held = len(deletes) > settings.max_delete
+        bound = f"--max-delete {settings.max_delete}"
+    else:
+        held = len(deletes) > GUARD_MIN_DELETES and len(deletes) > GUARD_FRACTION * managed
+        bound = f"more than {GUARD_MIN_DELETES} and more than {int(GUARD_FRACTION * 100)} % of {managed} managed copies"
+    if not held:
+        return plan
+    note = (
+        f"mass-deletion guard: this run would delete {len(deletes)} copies ({bound}); no copy was deleted. "
+        "If that is intended (e.g. sources were retired), rerun with --max-delete "
+        f"{len(deletes)}; otherwise check --source-selector, --build-resource and the source namespace"
+    )
+    actions = tuple(
+        Action(Kind.HOLD, a.namespace, a.name, "held by the mass-deletion guard: " + a.reason, a.source)
+        if a.kind is Kind.DELETE
+        else a
+        for a in plan.actions
+    )
+    return Plan(actions, plan.problems, (*plan.notes, note))
+
+
+def plan(snapshot: Snapshot, settings: Settings) -> Plan:
+    return Planner(snapshot, settings).plan()
