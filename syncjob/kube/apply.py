@@ -124,9 +124,16 @@ class Applier:
             f"/api/v1/namespaces/{action.namespace}/secrets/{action.name}",
             what=f"delete Secret {action.ref}",
             query=self._query,
-            body={
-                "apiVersion": "v1",
-                "kind": "DeleteOptions",
-                "preconditions": {"uid": action.expected_uid, "resourceVersion": action.expected_resource_version},
-            },
+            body=self._delete_options(action),
         )
+
+    def _delete_options(self, action: Action) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "preconditions": {"uid": action.expected_uid, "resourceVersion": action.expected_resource_version},
+        }
+        if self.dry_run == "server":
+            # With a DeleteOptions body the server reads dryRun from the body, not the query.
+            options["dryRun"] = ["All"]
+        return options

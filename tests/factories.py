@@ -1,0 +1,93 @@
+"""Plain-data builders for planner tests: no mocks, no server."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from syncjob.config import Settings
+from syncjob.model import (
+    DOCKERCONFIGJSON,
+    Copy,
+    Namespace,
+    Occupant,
+    Snapshot,
+    Source,
+    frozen_map,
+)
+from syncjob.plan import desired_annotations, desired_labels
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def docker_config(
+    user: str = "robot", password: str = "s3cret", registry: str = "registry.example.com"
+) -> dict[str, str]:
+    config = {"auths": {registry: {"auth": b64(f"{user}:{password}")}}}
+    return {".dockerconfigjson": b64(json.dumps(config))}
+
+
+def source(
+    name: str = "regcred",
+    namespace: str = "build-service",
+    *,
+    uid: str | None = None,
+    type: str = DOCKERCONFIGJSON,
+    data: dict[str, str] | None = None,
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> Source:
+    return Source(
+        namespace=namespace,
+        name=name,
+        uid=uid or f"uid-{namespace}-{name}",
+        type=type,
+        data=frozen_map(data if data is not None else docker_config()),
+        labels=frozen_map(labels or {"com.vmware.tanzu.buildservice.sync": "true"}),
+        annotations=frozen_map(annotations),
+    )
+
+
+def copy_of(src: Source, namespace: str, settings: Settings | None = None, **overrides: object) -> Copy:
+    """The copy syncjob would have written for `src` in `namespace`, with optional drift."""
+    settings = settings or Settings()
+    fields: dict[str, object] = {
+        "namespace": namespace,
+        "name": src.name,
+        "uid": f"copy-{namespace}-{src.name}",
+        "resource_version": "7",
+        "type": src.type,
+        "digest": src.digest,
+        "labels": frozen_map(desired_labels(src, settings)),
+        "annotations": frozen_map(desired_annotations(src, settings)),
+    }
+    fields.update(overrides)
+    return Copy(**fields)  # type: ignore[arg-type]
+
+
+def ns(name: str, *, phase: str = "Active", labels: dict[str, str] | None = None,
+       annotations: dict[str, str] | None = None) -> Namespace:  # fmt: skip
+    return Namespace(name, phase, frozen_map(labels), frozen_map(annotations))
+
+
+def occupant(namespace: str, name: str = "regcred", managed_by: str = "", instance: str = "") -> Occupant:
+    return Occupant(namespace, name, f"foreign-{namespace}-{name}", managed_by, instance)
+
+
+def cluster(
+    sources: list[Source],
+    namespaces: list[str | object],
+    builds: list[str],
+    copies: list[Copy] | None = None,
+    occupants: list[Occupant] | None = None,
+) -> Snapshot:
+    namespace_objs = tuple(n if isinstance(n, Namespace) else ns(str(n)) for n in ["build-service", *namespaces])
+    return Snapshot(
+        sources=tuple(sources),
+        namespaces=namespace_objs,
+        build_namespaces=frozenset(builds),
+        copies=tuple(copies or ()),
+        occupants=tuple(occupants or ()),
+    )
