@@ -156,6 +156,14 @@ class Kube:
     def _before_sleep(self, state: tenacity.RetryCallState) -> None:
         self.counter.add_retry()
 
+    def _request_timeout(self) -> tuple[float, float]:
+        """The usual per-request timeouts, cut short so no request outlives the run's deadline."""
+        left = self.deadline.remaining()
+        if left is None:
+            return REQUEST_TIMEOUT
+        left = max(left, 0.1)
+        return (min(REQUEST_TIMEOUT[0], left), min(REQUEST_TIMEOUT[1], left))
+
     def call(
         self,
         verb: str,
@@ -181,7 +189,7 @@ class Kube:
                 body=body,
                 auth_settings=["BearerToken"],
                 _preload_content=False,
-                _request_timeout=REQUEST_TIMEOUT,
+                _request_timeout=self._request_timeout(),
             )
             raw = response.data
             return json.loads(raw) if raw else {}

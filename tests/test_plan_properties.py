@@ -1,0 +1,202 @@
+"""Property-based tests of the planner on generated clusters (hypothesis).
+
+HYPOTHESIS_PROFILE=ci (set by .ci/run) runs 1,000 examples per property; the default is 200.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from syncjob.config import Settings
+from syncjob.model import (
+    DOCKERCFG,
+    DOCKERCONFIGJSON,
+    IGNORE_ANNOTATION,
+    Copy,
+    Kind,
+    Occupant,
+    Plan,
+    Ref,
+    Snapshot,
+    Source,
+    frozen_map,
+)
+from syncjob.plan import desired_annotations, desired_labels, plan
+from syncjob.select import decide_all
+from tests.factories import b64, docker_config, ns
+
+settings.register_profile("ci", max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+NAMESPACES = ["a", "b", "c", "x-1", "kube-system", "build-service", "admin2"]
+NAMES = ["regcred", "gitcred", "pullsecret"]
+SOURCE_NAMESPACES = ["build-service", "admin2"]
+BROKEN = {".dockerconfigjson": b64(json.dumps({"auths": {}, "credsStore": "desktop"}))}
+
+
+@st.composite
+def sources(draw: st.DrawFn) -> list[Source]:
+    refs = draw(
+        st.lists(st.tuples(st.sampled_from(SOURCE_NAMESPACES), st.sampled_from(NAMES)), unique=True, max_size=4)
+    )
+    out = []
+    for i, (namespace, name) in enumerate(refs):
+        kind = draw(st.sampled_from(["good", "broken", "opaque", "dockercfg"]))
+        password = draw(st.sampled_from(["p1", "p2"]))
+        if kind == "good":
+            secret_type, data = DOCKERCONFIGJSON, docker_config(password=password)
+        elif kind == "broken":
+            secret_type, data = DOCKERCONFIGJSON, BROKEN
+        elif kind == "opaque":
+            secret_type, data = "Opaque", {"token": b64(password)}
+        else:
+            secret_type, data = DOCKERCFG, {".dockercfg": b64(json.dumps({"r.io": {"auth": b64("u:" + password)}}))}
+        uid = draw(st.sampled_from([f"uid-{i}", f"uid-{i}-new"]))
+        out.append(Source(namespace, name, uid, secret_type, frozen_map(data)))
+    return out
+
+
+@st.composite
+def clusters(draw: st.DrawFn) -> tuple[Snapshot, Settings]:
+    srcs = draw(sources())
+    namespaces = []
+    for name in NAMESPACES:
+        phase = draw(st.sampled_from(["Active", "Active", "Terminating"]))
+        ignore = draw(st.booleans()) and draw(st.booleans())
+        namespaces.append(ns(name, phase=phase, annotations={IGNORE_ANNOTATION: "true"} if ignore else None))
+    builds = frozenset(draw(st.lists(st.sampled_from(NAMESPACES), unique=True)))
+    conf = Settings(
+        sources=(Ref("admin2", draw(st.sampled_from(NAMES))),) if draw(st.booleans()) else (),
+        exclude=("x-*",) if draw(st.booleans()) else (),
+        all_namespaces=draw(st.booleans()),
+        types=(DOCKERCONFIGJSON, DOCKERCFG),
+        max_delete=10**6,
+    )
+    # admin2 sources are selected only when named explicitly; build-service ones by label (all here).
+    srcs = [s for s in srcs if s.namespace == "build-service" or s.ref in conf.sources]
+
+    keys = [Ref(n, m) for n in NAMESPACES for m in NAMES]
+    taken = draw(st.lists(st.sampled_from(keys), unique=True, max_size=12))
+    copies, occupants = [], []
+    for key in taken:
+        role = draw(st.sampled_from(["copy", "copy", "occupant", "other-instance"]))
+        if role == "copy":
+            # A copy is named after its source; the owner is a current source of that name, or one since deleted.
+            owner = draw(st.sampled_from([*(s for s in srcs if s.name == key.name), None]))
+            template = owner or Source("build-service", key.name, "uid-ghost", DOCKERCONFIGJSON, frozen_map({}))
+            annotations = dict(desired_annotations(template, conf))
+            if draw(st.booleans()) and draw(st.booleans()):
+                annotations = {}  # labelled but unproven
+            labels = dict(desired_labels(template, conf))
+            if draw(st.booleans()):
+                labels["drift"] = "x"
+            copies.append(
+                Copy(
+                    key.namespace,
+                    key.name,
+                    f"copy-{key}",
+                    "1",
+                    draw(st.sampled_from([template.type, "Opaque"])),
+                    draw(st.sampled_from([template.digest, "sha256:stale"])),
+                    frozen_map(labels),
+                    frozen_map(annotations),
+                    draw(st.booleans()) and draw(st.booleans()),
+                )
+            )
+        elif role == "occupant":
+            occupants.append(Occupant(key.namespace, key.name, f"occ-{key}", draw(st.sampled_from(["", "Helm"]))))
+        else:
+            occupants.append(Occupant(key.namespace, key.name, f"occ-{key}", "syncjob", "other"))
+    snapshot = Snapshot(
+        sources=tuple(srcs),
+        namespaces=tuple(namespaces),
+        build_namespaces=builds,
+        copies=tuple(copies),
+        occupants=tuple(occupants),
+    )
+    return snapshot, conf
+
+
+def simulate(snapshot: Snapshot, p: Plan, conf: Settings) -> Snapshot:
+    """What the cluster looks like after every write of the plan succeeded."""
+    copies = {c.ref: c for c in snapshot.copies}
+    by_ref = {s.ref: s for s in snapshot.sources}
+    for a in p.actions:
+        if a.kind in (Kind.CREATE, Kind.UPDATE, Kind.RECREATE):
+            assert a.source is not None
+            src = by_ref[a.source]
+            copies[a.ref] = Copy(
+                a.namespace,
+                a.name,
+                f"new-{a.ref}",
+                "2",
+                src.type,
+                src.digest,
+                frozen_map(desired_labels(src, conf)),
+                frozen_map(desired_annotations(src, conf)),
+            )
+        elif a.kind is Kind.DELETE:
+            del copies[a.ref]
+    return replace(snapshot, copies=tuple(copies.values()))
+
+
+@given(clusters())
+def test_never_touches_what_is_not_its_own(cluster: tuple[Snapshot, Settings]) -> None:
+    snapshot, conf = cluster
+    occupied = {o.ref for o in snapshot.occupants}
+    copies = {c.ref: c for c in snapshot.copies}
+    for a in plan(snapshot, conf).actions:
+        if not a.kind.writes:
+            continue
+        assert a.ref not in occupied, a
+        if a.kind in (Kind.UPDATE, Kind.RECREATE, Kind.DELETE):
+            assert a.ref in copies and copies[a.ref].owner is not None, a
+            assert a.expected_uid == copies[a.ref].uid
+
+
+@given(clusters())
+def test_applying_the_plan_converges_in_one_run(cluster: tuple[Snapshot, Settings]) -> None:
+    snapshot, conf = cluster
+    first = plan(snapshot, conf)
+    second = plan(simulate(snapshot, first, conf), conf)
+    assert [a for a in second.actions if a.kind.writes] == []
+
+
+@given(clusters())
+def test_no_copy_is_written_into_excluded_or_terminating_namespaces(cluster: tuple[Snapshot, Settings]) -> None:
+    snapshot, conf = cluster
+    decisions = decide_all(snapshot, conf)
+    for a in plan(snapshot, conf).actions:
+        if a.kind in (Kind.CREATE, Kind.UPDATE, Kind.RECREATE):
+            decision = decisions[a.namespace]
+            assert decision.target and not decision.terminating, (a, decision)
+            assert a.namespace != "kube-system" and a.namespace not in conf.source_namespaces
+            assert not a.namespace.startswith("x-") or not conf.exclude
+
+
+@given(clusters())
+def test_an_invalid_sources_copies_are_never_changed(cluster: tuple[Snapshot, Settings]) -> None:
+    snapshot, conf = cluster
+    invalid = {s.ref for s in snapshot.sources if s.data.get(".dockerconfigjson") == BROKEN[".dockerconfigjson"]}
+    p = plan(snapshot, conf)
+    assert {pr.source for pr in p.problems if pr.fatal} >= invalid
+    for copy in snapshot.copies:
+        if copy.owner in invalid:
+            action = next(a for a in p.actions if a.ref == copy.ref)
+            assert not action.kind.writes, action
+
+
+@given(clusters())
+def test_the_guard_holds_all_deletes_or_none(cluster: tuple[Snapshot, Settings]) -> None:
+    snapshot, conf = cluster
+    guarded = plan(snapshot, replace(conf, max_delete=None))
+    kinds = {a.kind for a in guarded.actions}
+    assert not ({Kind.HOLD, Kind.DELETE} <= kinds)
+    if Kind.HOLD in kinds:
+        assert guarded.notes and "mass-deletion guard" in guarded.notes[0]
