@@ -28,6 +28,10 @@ KPACK_CRDS = ROOT / "tests" / "manifests" / "kpack-crds.yaml"
 SYNC_LABEL = {"com.vmware.tanzu.buildservice.sync": "true"}
 
 
+# Everything any syncjob run printed in this test session (stdout, stderr, logs, errors).
+ALL_OUTPUTS: list[str] = []
+
+
 def wait_for(condition: Callable[[], Any], what: str, timeout: float = 30.0, interval: float = 0.1) -> Any:
     """Poll until `condition()` is truthy; fail with `what` after the deadline."""
     deadline = time.monotonic() + timeout
@@ -196,6 +200,7 @@ class SyncEnv:
             code = cli.main(argv, environ={})
         result = RunResult(code, out.getvalue(), err.getvalue())
         self.outputs += [result.stdout, result.stderr]
+        ALL_OUTPUTS.extend([result.stdout, result.stderr])
         return result
 
     def run_process(self, *extra: str, env: dict[str, str] | None = None, argv: list[str] | None = None) -> RunResult:
@@ -211,6 +216,7 @@ class SyncEnv:
         )
         result = RunResult(proc.returncode, proc.stdout, proc.stderr)
         self.outputs += [result.stdout, result.stderr]
+        ALL_OUTPUTS.extend([result.stdout, result.stderr])
         return result
 
 

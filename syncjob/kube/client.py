@@ -194,27 +194,41 @@ class Kube:
             raw = response.data
             return json.loads(raw) if raw else {}
 
+        failures: list[BaseException] = []
+
+        def remember(state: tenacity.RetryCallState) -> None:
+            self._before_sleep(state)
+            if state.outcome is not None and state.outcome.exception() is not None:
+                failures.append(state.outcome.exception())  # type: ignore[arg-type]
+
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(is_transient),
             stop=self._stop,
             wait=self._wait,
             sleep=self.sleep,
-            before_sleep=self._before_sleep,
+            before_sleep=remember,
             reraise=True,
         )
         try:
             result: dict[str, Any] = retrying(attempt)
             return result
-        except ApiException as e:
-            error = summarise(e, what)
-            if is_transient(e):
-                raise TransientError(error.status, error.reason, error.message, what) from e
-            raise error from e
-        except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as e:
-            raise ClusterUnreachable(
-                f"{what}: cannot reach the API server at {self.server} ({type(e).__name__}); "
-                "check --kubeconfig/--context and that the cluster is up"
-            ) from e
+        except DeadlineExceeded:
+            if failures:  # the deadline cut retries short: the failure is the news, not the deadline
+                raise self._translate(failures[-1], what) from failures[-1]
+            raise
+        except (ApiException, urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as e:
+            raise self._translate(e, what) from e
+
+    def _translate(self, exc: BaseException, what: str) -> ApiError | ClusterUnreachable:
+        if isinstance(exc, ApiException):
+            error = summarise(exc, what)
+            if is_transient(exc):
+                return TransientError(error.status, error.reason, error.message, what)
+            return error
+        return ClusterUnreachable(
+            f"{what}: cannot reach the API server at {self.server} ({type(exc).__name__}); "
+            "check --kubeconfig/--context and that the cluster is up"
+        )
 
     def list_pages(
         self,

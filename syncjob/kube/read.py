@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from syncjob.config import BuildResource, Settings
-from syncjob.errors import ApiError, ConfigError, ForbiddenToList
+from syncjob.errors import ApiError, ClusterUnreachable, ConfigError, ForbiddenToList
 from syncjob.kube.client import Kube
 from syncjob.model import Copy, Occupant, Ref, Snapshot, Source
 from syncjob.objects import (
@@ -32,7 +32,10 @@ def _listing(kube: Kube, path: str, what: str, rbac: str, **kwargs: Any) -> Iter
                 f"{what}: forbidden (HTTP {e.status}). The job's identity needs {rbac}; "
                 "see k8s/cronjob.yaml for the ClusterRole"
             ) from e
-        raise
+        if e.status == 404:
+            raise  # the caller knows what a missing collection means
+        # Without a complete read there is no safe plan: the run is unusable, not partial.
+        raise ClusterUnreachable(f"{e}; nothing was changed") from e
 
 
 def read_sources(kube: Kube, settings: Settings) -> tuple[list[Source], list[Ref]]:
