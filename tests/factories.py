@@ -17,7 +17,6 @@ from syncjob.model import (
 )
 from syncjob.plan import desired_annotations, desired_labels
 
-
 # Every credential a test puts into a Secret, in every form it travels in; the leak scan
 # (tests/test_zz_no_leaks.py) looks for each of them in everything syncjob printed.
 SEEDED_SECRETS: set[str] = set()
