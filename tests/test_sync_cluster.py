@@ -53,7 +53,7 @@ def test_steady_state_makes_no_writes_and_only_lists(env: SyncEnv) -> None:
     assert second.code == 0
     assert second.writes() == 0
     assert set(second.summary["requests"]) <= {"list", "discovery", "total"}
-    # sources, namespaces, 2 build kinds, copies: 5 LISTs, plus one discovery GET for kpack.io
+    # sources, namespaces, 2 build kinds, copies: 5 LISTs, plus one discovery GET for the kpack.io group
     assert second.summary["requests"]["list"] == 5
     assert {k: s.metadata.resource_version for k, s in env.copies().items()} == before
 

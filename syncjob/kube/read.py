@@ -91,8 +91,13 @@ def resolve_version(kube: Kube, resource: BuildResource) -> str:
 
 def read_build_namespaces(kube: Kube, settings: Settings) -> frozenset[str]:
     namespaces: set[str] = set()
+    versions: dict[str, str] = {}  # one discovery GET per API group, not per kind
     for resource in settings.build_resources:
-        version = resolve_version(kube, resource)
+        if resource.version:
+            version = resource.version
+        else:
+            version = versions.get(resource.group) or resolve_version(kube, resource)
+            versions[resource.group] = version
         path = f"/apis/{resource.group}/{version}/{resource.plural}"
         try:
             for item in _listing(
