@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,16 @@ RUN_OPTIONS = (
     Option("--timeout", "float", "stop the whole run after this many seconds (exit 1)", "SECONDS"),
     Option("--copy-labels", "list", "source labels to copy (globs); some tools' labels never are", "GLOB"),
     Option("--copy-annotations", "list", "source annotations to copy (globs)", "GLOB"),
+    Option(
+        "--patch-service-accounts",
+        "list",
+        "add each copy to these ServiceAccounts' imagePullSecrets in its namespace (and remove it again)",
+        "NAME",
+    ),
+    Option("--create-service-accounts", "bool", "create a missing ServiceAccount named by --patch-service-accounts"),
+    Option("--events", "bool", "record a Kubernetes Event on each source that changed something or failed"),
+    Option("--metrics-textfile", "path", "write Prometheus metrics here (node-exporter textfile collector)", "PATH"),
+    Option("--pushgateway", "str", "push Prometheus metrics to this Pushgateway", "URL"),
     Option("--kubeconfig", "path", "kubeconfig file (default: in-cluster, then KUBECONFIG, ~/.kube/config)", "PATH"),
     Option("--context", "str", "kubeconfig context", "NAME"),
     Option("--snapshot", "path", "plan against a cluster dump (kubectl get ... -A -o yaml); implies --dry-run", "FILE"),
@@ -165,6 +175,16 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_run_options(run)
+    status = commands.add_parser(
+        "status",
+        help="what is synced where (read-only); exit 0 when everything is in sync",
+        description="Read the cluster and show, per source, its targets and their state: in sync, drifted, "
+        "missing, conflict, terminating or invalid source. Takes the same selection flags as `run` "
+        "(and SYNCJOB_* env); --source NS/NAME shows one source in detail. Writes nothing.",
+        epilog="exit codes: 0 all in sync; 1 something is not; 2 unusable (as for run)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_run_options(status)
     return parser
 
 
@@ -196,6 +216,30 @@ def warn_unknown_env(environ: dict[str, str]) -> None:
             log_event("unknown_env_var", logging.WARNING, variable=name, message="not a syncjob setting; ignored")
 
 
+def status_command(values: dict[str, Any]) -> int:
+    from datetime import UTC, datetime
+
+    from syncjob import status
+    from syncjob.runner import make_kube, plan_run
+
+    # --source in `status` names the source to show in detail (and makes sure it is read).
+    detail = tuple(parse_source_ref(s) for s in values.get("source", ()))
+    settings = replace(settings_from(values), dry_run="client")
+    kube = None if settings.snapshot is not None else make_kube(settings)
+    _, planner, plan = plan_run(settings, kube)
+    items = status.statuses(planner, plan)
+    if detail:
+        items = [s for s in items if s.ref in detail]
+    now = datetime.now(UTC)
+    if settings.output == "json":
+        sys.stdout.write(status.as_json(items, now))
+    elif detail:
+        sys.stdout.write("\n".join(status.render_detail(s, now) for s in items))
+    else:
+        sys.stdout.write(status.render_table(items, now))
+    return 0 if all(s.healthy for s in items) else 1
+
+
 def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> int:
     from syncjob.runner import execute  # the kube layer loads only when a command needs it
 
@@ -209,6 +253,8 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
         setup_logging(env.get("SYNCJOB_LOG_LEVEL", "INFO") if args.log_level is None else args.log_level)
         warn_unknown_env(env)
         values = resolve(args, env)
+        if args.command == "status":
+            return status_command(values)
         settings = settings_from(values)
         output = settings.output or ("table" if sys.stdout.isatty() else "")
         outcome = execute(settings, sys.stdout, output=output)

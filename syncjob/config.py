@@ -84,6 +84,11 @@ class Settings:
     output: str = ""  # "table", "json" or "" (table on a terminal, nothing otherwise)
     copy_labels: tuple[str, ...] = ()
     copy_annotations: tuple[str, ...] = ()
+    patch_service_accounts: tuple[str, ...] = ()
+    create_service_accounts: bool = False
+    events: bool = False
+    metrics_textfile: Path | None = None
+    pushgateway: str = ""
     parsed_source_selector: LabelSelector = field(init=False, compare=False, repr=False)
     parsed_namespace_selector: LabelSelector = field(init=False, compare=False, repr=False)
 
@@ -118,6 +123,11 @@ class Settings:
             raise ConfigError("--timeout must be a positive number of seconds")
         if self.output not in ("", "table", "json"):
             raise ConfigError(f"-o {self.output!r}: use table or json")
+        for name in self.patch_service_accounts:
+            if not is_dns_subdomain(name):
+                raise ConfigError(f"--patch-service-accounts: {name!r} is not a ServiceAccount name")
+        if self.create_service_accounts and not self.patch_service_accounts:
+            raise ConfigError("--create-service-accounts needs --patch-service-accounts NAME[,NAME]")
         if self.snapshot is not None and self.dry_run == "server":
             raise ConfigError("--snapshot plans against a file; --dry-run=server needs a cluster")
 

@@ -23,6 +23,11 @@ SOURCE_NAME_ANNOTATION = f"{PREFIX}/source-name"
 SOURCE_UID_ANNOTATION = f"{PREFIX}/source-uid"
 SOURCE_DIGEST_ANNOTATION = f"{PREFIX}/source-digest"
 IGNORE_ANNOTATION = f"{PREFIX}/ignore"
+# On a ServiceAccount: the imagePullSecrets this instance added (comma-separated), so that it only
+# ever removes references it made. One key per instance: "syncjob.dev/pull-secrets.<instance>".
+PULL_SECRETS_ANNOTATION_PREFIX = f"{PREFIX}/pull-secrets."
+SECRET = "Secret"
+SERVICE_ACCOUNT = "ServiceAccount"
 
 DOCKERCONFIGJSON = "kubernetes.io/dockerconfigjson"
 DOCKERCFG = "kubernetes.io/dockercfg"
@@ -129,6 +134,24 @@ class Occupant:
 
 
 @dataclass(frozen=True)
+class ServiceAccount:
+    namespace: str
+    name: str
+    uid: str
+    resource_version: str
+    image_pull_secrets: tuple[str, ...] = ()
+    annotations: Mapping[str, str] = field(default_factory=lambda: EMPTY)
+
+    @property
+    def ref(self) -> Ref:
+        return Ref(self.namespace, self.name)
+
+    def added_by(self, instance: str) -> tuple[str, ...]:
+        value = self.annotations.get(PULL_SECRETS_ANNOTATION_PREFIX + instance, "")
+        return tuple(v for v in value.split(",") if v)
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """What one run knows about the cluster."""
 
@@ -140,6 +163,8 @@ class Snapshot:
     occupants: tuple[Occupant, ...] = ()
     # Explicit --source entries that do not exist.
     missing_sources: tuple[Ref, ...] = ()
+    # ServiceAccounts named by --patch-service-accounts, in every namespace.
+    service_accounts: tuple[ServiceAccount, ...] = ()
 
 
 class Kind(enum.StrEnum):
@@ -151,10 +176,11 @@ class Kind(enum.StrEnum):
     SKIP = "skip"
     LEAVE = "leave"
     HOLD = "hold"  # a delete held back by the mass-deletion guard
+    PATCH = "patch"  # a ServiceAccount's imagePullSecrets
 
     @property
     def writes(self) -> bool:
-        return self in (Kind.CREATE, Kind.UPDATE, Kind.RECREATE, Kind.DELETE)
+        return self in (Kind.CREATE, Kind.UPDATE, Kind.RECREATE, Kind.DELETE, Kind.PATCH)
 
 
 @dataclass(frozen=True)
@@ -168,10 +194,18 @@ class Action:
     source: Ref | None = None
     expected_uid: str = ""
     expected_resource_version: str = ""
+    resource: str = SECRET
+    # ServiceAccount actions: the whole imagePullSecrets list to write and what syncjob added to it.
+    pull_secrets: tuple[str, ...] = ()
+    added: tuple[str, ...] = ()
 
     @property
     def ref(self) -> Ref:
         return Ref(self.namespace, self.name)
+
+    @property
+    def display_name(self) -> str:
+        return self.name if self.resource == SECRET else f"{self.resource.lower()}/{self.name}"
 
 
 class Outcome(enum.StrEnum):

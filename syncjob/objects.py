@@ -12,6 +12,7 @@ from syncjob.model import (
     Copy,
     Namespace,
     Occupant,
+    ServiceAccount,
     Source,
     content_digest,
     frozen_map,
@@ -97,3 +98,16 @@ def managed_selector(instance: str) -> str:
 def is_own_copy(obj: Obj, instance: str) -> bool:
     labels = _meta(obj).get("labels") or {}
     return labels.get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE and labels.get(INSTANCE_LABEL) == instance
+
+
+def service_account_from(obj: Obj) -> ServiceAccount:
+    meta = _meta(obj)
+    refs = tuple(str(r.get("name", "")) for r in obj.get("imagePullSecrets") or [] if isinstance(r, dict))
+    return ServiceAccount(
+        namespace=str(meta.get("namespace", "")),
+        name=str(meta.get("name", "")),
+        uid=str(meta.get("uid", "")),
+        resource_version=str(meta.get("resourceVersion", "")),
+        image_pull_secrets=refs,
+        annotations=_str_map(meta.get("annotations")),
+    )

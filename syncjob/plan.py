@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from syncjob.config import Settings
@@ -22,12 +22,14 @@ from syncjob.model import (
     Occupant,
     Plan,
     Ref,
+    ServiceAccount,
     Snapshot,
     Source,
     SourceProblem,
 )
 from syncjob.select import TargetDecision, decide_all, gone
 from syncjob.selector import matches_any_glob
+from syncjob.serviceaccounts import copies_after, plan_account, plan_service_accounts
 from syncjob.validate import validate_source
 
 # Metadata that must never travel with a copy, whatever --copy-labels/--copy-annotations say:
@@ -156,7 +158,14 @@ class Planner:
 
     def plan(self) -> Plan:
         actions = [a for key in self.keys() if (a := self.plan_key(key)) is not None]
-        return guard_deletes(Plan(tuple(actions), self.verdicts.problems), len(self.copies), self.settings)
+        plan = guard_deletes(Plan(tuple(actions), self.verdicts.problems), len(self.copies), self.settings)
+        accounts = plan_service_accounts(self.snapshot.service_accounts, plan.actions, self.decisions, self.settings)
+        return replace(plan, actions=plan.actions + tuple(accounts)) if accounts else plan
+
+    def replan_account(self, account: ServiceAccount, secret_actions: tuple[Action, ...]) -> Action | None:
+        """A ServiceAccount planned again from a fresh read, after a 409."""
+        wanted = copies_after(secret_actions).get(account.namespace, set())
+        return plan_account(account, wanted, self.settings.instance)
 
     def plan_key(self, key: Ref) -> Action | None:
         return self.replan(key, self.copies.get(key), self.occupants.get(key))

@@ -61,6 +61,7 @@ def result_dict(result: Result) -> dict[str, Any]:
     a = result.action
     out: dict[str, Any] = {
         "action": a.kind.value,
+        "resource": a.resource,
         "namespace": a.namespace,
         "name": a.name,
         "source": str(a.source) if a.source else "",
@@ -82,7 +83,7 @@ def render_table(results: Sequence[Result], summary: Summary) -> str:
     for r in shown(results):
         d = result_dict(r)
         reason = d["reason"] + (f" — {d['error']}" if r.error else "")
-        rows.append((d["action"], d["namespace"], d["name"], d["source"], d["result"], reason))
+        rows.append((d["action"], d["namespace"], r.action.display_name, d["source"], d["result"], reason))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row[:5], widths, strict=True)) + "  " + row[5] for row in rows]
     in_sync = sum(1 for r in results if r.action.kind is Kind.LEAVE and r.action.reason == "in sync")

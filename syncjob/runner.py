@@ -9,8 +9,10 @@ from dataclasses import dataclass, replace
 from typing import TextIO
 
 from syncjob.config import Settings
+from syncjob.events import source_events
 from syncjob.kube.apply import Applier
 from syncjob.kube.client import Deadline, Kube, RequestCounter, load_api_client
+from syncjob.kube.events import post_events
 from syncjob.kube.read import read_occupants, read_snapshot
 from syncjob.logs import log_event
 from syncjob.model import Kind, Outcome, Plan, Result, Snapshot
@@ -89,6 +91,10 @@ def execute(settings: Settings, out: TextIO, *, kube: Kube | None = None, output
         for r in results:
             if not r.action.kind.writes:
                 log_result(r)
+
+    if settings.events and kube is not None and not settings.effective_dry_run:
+        events = source_events(snapshot.sources, results, plan.problems, settings.instance)
+        post_events(kube, events, settings.instance)
 
     counter = kube.counter if kube else RequestCounter()
     summary = Summary(

@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "syncjob"
-PURE = ["model", "config", "selector", "select", "validate", "plan", "objects"]
+PURE = ["model", "config", "selector", "select", "validate", "plan", "objects", "serviceaccounts", "events", "status"]
 IO_MODULES = {"kubernetes", "urllib3", "socket", "subprocess", "http", "urllib", "requests", "syncjob.kube"}
 
 

@@ -14,9 +14,10 @@ from typing import Any
 
 from syncjob.errors import ApiError, ClusterUnreachable, DeadlineExceeded
 from syncjob.kube.client import Kube
-from syncjob.kube.read import read_one
-from syncjob.model import Action, Kind, Outcome, Result
+from syncjob.kube.read import read_one, read_service_account
+from syncjob.model import SECRET, SERVICE_ACCOUNT, Action, Kind, Outcome, Result
 from syncjob.plan import Planner, copy_body
+from syncjob.serviceaccounts import annotation_key
 
 
 class Applier:
@@ -25,6 +26,7 @@ class Applier:
         self.planner = planner
         self.settings = planner.settings
         self.dry_run = dry_run
+        self.secret_actions: tuple[Action, ...] = ()
 
     def apply(self, actions: tuple[Action, ...], on_result: Callable[[Result], None] | None = None) -> list[Result]:
         def run(action: Action) -> Result:
@@ -33,12 +35,19 @@ class Applier:
                 on_result(result)
             return result
 
-        writes = [a for a in actions if a.kind.writes]
-        if self.dry_run == "client":
-            done = {a: Result(a, Outcome.PLANNED) for a in writes}
-        else:
+        self.secret_actions = tuple(a for a in actions if a.resource == SECRET)
+        # Copies first, then the ServiceAccounts that reference them.
+        phases = [
+            [a for a in actions if a.kind.writes and a.resource == SECRET],
+            [a for a in actions if a.kind.writes and a.resource == SERVICE_ACCOUNT],
+        ]
+        done: dict[Action, Result] = {}
+        for writes in phases:
+            if self.dry_run == "client":
+                done.update({a: Result(a, Outcome.PLANNED) for a in writes})
+                continue
             with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="apply") as pool:
-                done = dict(zip(writes, pool.map(run, writes), strict=True))
+                done.update(zip(writes, pool.map(run, writes), strict=True))
         return [done.get(a) or Result(a, Outcome.REPORTED) for a in actions]
 
     def _run(self, action: Action) -> Result:
@@ -60,6 +69,8 @@ class Applier:
         return Outcome.DRY_RUN if self.dry_run == "server" else Outcome.DONE
 
     def _write(self, action: Action, *, replan: bool) -> Result:
+        if action.resource == SERVICE_ACCOUNT:
+            return self._write_account(action, replan=replan)
         try:
             if action.kind is Kind.CREATE:
                 self._create(action)
@@ -137,3 +148,60 @@ class Applier:
             # With a DeleteOptions body the server reads dryRun from the body, not the query.
             options["dryRun"] = ["All"]
         return options
+
+    # ServiceAccounts
+
+    def _write_account(self, action: Action, *, replan: bool) -> Result:
+        path = f"/api/v1/namespaces/{action.namespace}/serviceaccounts"
+        refs = [{"name": name} for name in action.pull_secrets]
+        recorded = ",".join(action.added) or None  # None removes the annotation
+        try:
+            if action.kind is Kind.CREATE:
+                body = {
+                    "apiVersion": "v1",
+                    "kind": "ServiceAccount",
+                    "metadata": {
+                        "name": action.name,
+                        "annotations": {annotation_key(self.settings.instance): recorded},
+                    },
+                    "imagePullSecrets": refs,
+                }
+                self.kube.call(
+                    "create", "POST", path, what=f"create ServiceAccount {action.ref}", query=self._query, body=body
+                )
+            else:
+                # A merge patch carrying resourceVersion: it fails (409) rather than clobbering a
+                # list someone changed since we read it.
+                patch = {
+                    "metadata": {
+                        "resourceVersion": action.expected_resource_version,
+                        "annotations": {annotation_key(self.settings.instance): recorded},
+                    },
+                    "imagePullSecrets": refs,
+                }
+                self.kube.call(
+                    "patch",
+                    "PATCH",
+                    f"{path}/{action.name}",
+                    what=f"patch ServiceAccount {action.ref}",
+                    query=self._query,
+                    body=patch,
+                    content_type="application/merge-patch+json",
+                )
+        except ApiError as e:
+            if e.status in (404, 409) and replan:
+                fresh_account = read_service_account(self.kube, action.ref)
+                if fresh_account is None:
+                    return Result(
+                        replace(action, kind=Kind.SKIP, reason="ServiceAccount deleted meanwhile"), Outcome.REPORTED
+                    )
+                fresh = self.planner.replan_account(fresh_account, self.secret_actions)
+                if fresh is None:
+                    return Result(
+                        replace(action, kind=Kind.LEAVE, reason="nothing to do after a re-read"), Outcome.REPORTED
+                    )
+                return self._write_account(fresh, replan=False)
+            if e.status == 403 and e.reason == "NamespaceTerminating":
+                return Result(replace(action, kind=Kind.SKIP, reason="namespace is terminating"), Outcome.REPORTED)
+            raise
+        return Result(action, self._ok)

@@ -174,6 +174,7 @@ class Kube:
         query: list[tuple[str, str]] | None = None,
         body: dict[str, Any] | None = None,
         accept: str = "application/json",
+        content_type: str = "application/json",
     ) -> dict[str, Any]:
         """One API request with retries; returns the decoded JSON body."""
 
@@ -185,7 +186,7 @@ class Kube:
                 path,
                 method,
                 query_params=query or [],
-                header_params={"Accept": accept, "Content-Type": "application/json"},
+                header_params={"Accept": accept, "Content-Type": content_type},
                 body=body,
                 auth_settings=["BearerToken"],
                 _preload_content=False,
@@ -217,6 +218,9 @@ class Kube:
                 raise self._translate(failures[-1], what) from failures[-1]
             raise
         except (ApiException, urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as e:
+            if isinstance(e, urllib3.exceptions.TimeoutError | TimeoutError) and self.deadline.expired():
+                # The request's own timeout was cut to what was left of the run: --timeout, not the network.
+                raise DeadlineExceeded(f"--timeout expired during {what}") from e
             raise self._translate(e, what) from e
 
     def _translate(self, exc: BaseException, what: str) -> ApiError | ClusterUnreachable:

@@ -9,13 +9,14 @@ from typing import Any
 from syncjob.config import BuildResource, Settings
 from syncjob.errors import ApiError, ClusterUnreachable, ConfigError, ForbiddenToList
 from syncjob.kube.client import Kube
-from syncjob.model import Copy, Occupant, Ref, Snapshot, Source
+from syncjob.model import Copy, Occupant, Ref, ServiceAccount, Snapshot, Source
 from syncjob.objects import (
     copy_from,
     is_own_copy,
     managed_selector,
     namespace_from,
     occupant_from,
+    service_account_from,
     source_from,
 )
 
@@ -147,7 +148,38 @@ def read_snapshot(kube: Kube, settings: Settings) -> Snapshot:
         build_namespaces=builds,
         copies=tuple(read_copies(kube, settings)),
         missing_sources=tuple(missing),
+        service_accounts=tuple(read_service_accounts(kube, settings.patch_service_accounts)),
     )
+
+
+def read_service_accounts(kube: Kube, names: tuple[str, ...]) -> list[ServiceAccount]:
+    """One LIST per ServiceAccount name, across all namespaces, selected by field server-side."""
+    return [
+        service_account_from(obj)
+        for name in names
+        for obj in _listing(
+            kube,
+            "/api/v1/serviceaccounts",
+            f"list ServiceAccounts named {name} in all namespaces",
+            "list on serviceaccounts in all namespaces (the optional role in k8s/cronjob.yaml)",
+            field_selector=f"metadata.name={name}",
+        )
+    ]
+
+
+def read_service_account(kube: Kube, key: Ref) -> ServiceAccount | None:
+    try:
+        obj = kube.call(
+            "get",
+            "GET",
+            f"/api/v1/namespaces/{key.namespace}/serviceaccounts/{key.name}",
+            what=f"get ServiceAccount {key}",
+        )
+    except ApiError as e:
+        if e.status == 404:
+            return None
+        raise
+    return service_account_from(obj)
 
 
 def read_occupants(kube: Kube, settings: Settings, keys: Iterable[Ref]) -> list[Occupant]:
