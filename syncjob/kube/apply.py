@@ -200,6 +200,7 @@ class Applier:
                     return Result(
                         replace(action, kind=Kind.LEAVE, reason="nothing to do after a re-read"), Outcome.REPORTED
                     )
+                fresh = replace(fresh, reason=f"{fresh.reason} (re-planned after a conflicting change)")
                 return self._write_account(fresh, replan=False)
             if e.status == 403 and e.reason == "NamespaceTerminating":
                 return Result(replace(action, kind=Kind.SKIP, reason="namespace is terminating"), Outcome.REPORTED)
