@@ -694,3 +694,17 @@ def test_manifest_settings_and_identity_plan_against_the_cluster(sa_kubeconfig: 
     summary = json.loads(proc.stdout)["summary"]
     assert summary["mode"] == "dry-run (client)"
     assert summary["requests"]["list"] >= 5
+
+
+def test_readme_gives_the_same_commands_as_the_install_guide() -> None:
+    readme = (ROOT / "README.md").read_text()
+    (run_block,) = [b for b in shell_blocks(install_doc()) if "kubectl run " in b]
+    assert run_block in shell_blocks(readme), "README's kubectl run must be the one docs/install.md documents"
+    for line in (
+        "kubectl apply -f k8s/cronjob.yaml",
+        "kubectl -n syncjob set image cronjob/syncjob syncjob=REGISTRY/syncjob:TAG",
+        "kubectl create job --from=cronjob/syncjob syncjob-manual-$(date +%s) -n syncjob",
+        "syncjob run --dry-run --kubeconfig ~/.kube/config -o table",
+        "kubectl delete -f k8s/cronjob.yaml",
+    ):
+        assert line in readme, f"README.md lacks {line!r}"
