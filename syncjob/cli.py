@@ -10,12 +10,13 @@ import argparse
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from syncjob import __version__
+from syncjob import __version__, create_source, metrics
 from syncjob.config import (
     DEFAULT_BUILD_RESOURCES,
     DEFAULT_SOURCE_NAMESPACE,
@@ -185,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_run_options(status)
+    create_source.add_parser(commands)
     return parser
 
 
@@ -249,6 +251,9 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
     if args.command is None:
         parser.print_help()
         return EXIT_UNUSABLE
+    if args.command == "create-source":
+        return create_source.run(args, sys.stdin, sys.stdout)
+    started, values = time.monotonic(), {}
     try:
         setup_logging(env.get("SYNCJOB_LOG_LEVEL", "INFO") if args.log_level is None else args.log_level)
         warn_unknown_env(env)
@@ -258,8 +263,11 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
         settings = settings_from(values)
         output = settings.output or ("table" if sys.stdout.isatty() else "")
         outcome = execute(settings, sys.stdout, output=output)
+        metrics.publish_from_values(values, outcome.summary, outcome.results)
         return outcome.summary.exit_code
     except SyncjobError as e:
         log_event("error", logging.ERROR, error=type(e).__name__, message=str(e), exitCode=e.exit_code)
         print(f"syncjob: {e}", file=sys.stderr)
+        if args.command == "run":
+            metrics.publish_from_values(values, metrics.unusable_summary(e.exit_code, time.monotonic() - started), [])
         return e.exit_code

@@ -116,7 +116,13 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--docker-password", nargs="?", action=_RefusePasswordFlag, default=False, help=argparse.SUPPRESS
     )
-    parser.add_argument("--namespace", "-n", metavar="NS", default=DEFAULT_SOURCE_NAMESPACE, help="default %(default)s")
+    parser.add_argument(
+        "--namespace",
+        "-n",
+        metavar="NS",
+        default=DEFAULT_SOURCE_NAMESPACE,
+        help="namespace of the Secret (default %(default)s, where `syncjob run` looks)",
+    )
     parser.add_argument(
         "--apply", action="store_true", help="create or update the Secret on the cluster; print no credential"
     )
@@ -148,9 +154,8 @@ def _refuse(namespace: str, name: str, problems: Sequence[str], hint: str = "") 
 
 
 CREATE_SOURCE_HINT = (
-    ". With create-source: `DOCKER_CONFIG=$(mktemp -d) docker login REGISTRY`, then "
-    '`syncjob create-source NAME --from-docker-config "$DOCKER_CONFIG"`; or pass the credential directly with '
-    "--docker-server/--docker-username/--docker-password-stdin"
+    '. Here: after that `docker login`, run `syncjob create-source NAME --from-docker-config "$DOCKER_CONFIG"`, '
+    "or give the credential with --docker-server, --docker-username and --docker-password-stdin"
 )
 
 

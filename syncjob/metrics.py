@@ -40,13 +40,11 @@ JOB = "syncjob"
 PUSH_TIMEOUT = 10.0  # seconds; a slow Pushgateway must not hold the CronJob's pod for long
 INSTANCE_LABEL = "syncjob_instance"  # not `instance`: Prometheus sets that to the scraped target
 LAST_SUCCESS = "syncjob_last_success_timestamp_seconds"
-# The `values` keys (cli.resolve) of the two flags; cli.settings_from leaves them out of Settings.
-VALUE_KEYS = ("metrics_textfile", "pushgateway")
 
-# Always exported, at 0 when absent, so a series never just disappears (and a Pushgateway POST,
-# which replaces a metric only when it is in the body, always replaces these).
-WRITE_OUTCOMES = (Outcome.DONE, Outcome.PLANNED, Outcome.DRY_RUN, Outcome.FAILED, Outcome.NOT_RUN)
-ACTION_SERIES = tuple((k.value, o.value) for k in Kind if k.writes for o in WRITE_OUTCOMES) + tuple(
+# Exported at 0 when absent, so that alerts such as `syncjob_actions_total{result="failed"} > 0` see a 0,
+# not a missing series, and every family always has samples: a Pushgateway POST replaces a metric family
+# only when the body carries it. Other combinations (planned, dry-run, not-run) appear when they happen.
+ACTION_SERIES = tuple((k.value, o.value) for k in Kind if k.writes for o in (Outcome.DONE, Outcome.FAILED)) + tuple(
     (k.value, Outcome.REPORTED.value) for k in Kind if not k.writes
 )
 VERBS = ("list", "get", "create", "update", "delete", "patch", "discovery")
@@ -113,7 +111,8 @@ def previous_last_success(path: Path, instance: str) -> float | None:
             for sample in family.samples:
                 if sample.name == LAST_SUCCESS and sample.labels.get(INSTANCE_LABEL) == instance:
                     return float(sample.value)
-    except (OSError, ValueError, IndexError) as e:  # a missing file is the first run; garbage is replaced
+    # A missing file is the first run; garbage is replaced (the parser raises ValueError, rarely IndexError).
+    except (OSError, ValueError, IndexError) as e:
         if not isinstance(e, FileNotFoundError):
             log_event("metrics_previous_unreadable", logging.WARNING, path=str(path), error=type(e).__name__)
     return None
@@ -121,9 +120,12 @@ def previous_last_success(path: Path, instance: str) -> float | None:
 
 def _safe_url(url: str) -> str:
     """The Pushgateway URL as it may be logged: without user:password@."""
-    parts = urllib.parse.urlsplit(url if "://" in url else f"http://{url}")
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
+    try:
+        parts = urllib.parse.urlsplit(url if "://" in url else f"http://{url}")
+        host, port = parts.hostname or "", parts.port
+    except ValueError:  # e.g. an unclosed [IPv6 bracket or a port that is not a number
+        return "<unparseable URL>"
+    netloc = f"{host}:{port}" if port else host
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
@@ -195,7 +197,9 @@ def unusable_summary(exit_code: int, duration_seconds: float, mode: str = "apply
 def publish_from_values(
     values: Mapping[str, Any], summary: Summary, results: Sequence[Result], *, now: float | None = None
 ) -> None:
-    """`publish` configured by the CLI's resolved flag values (cli.resolve); a no-op without either flag."""
+    """`publish` as configured by the CLI's resolved flag values (`cli.resolve`: the keys `metrics_textfile`,
+    `pushgateway`, `instance`); a no-op without either sink. Takes the values rather than Settings so that a
+    run whose Settings could not even be built (exit 2) is still published."""
     textfile, gateway = values.get("metrics_textfile"), values.get("pushgateway")
     if textfile is None and not gateway:
         return

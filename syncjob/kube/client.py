@@ -214,14 +214,21 @@ class Kube:
             result: dict[str, Any] = retrying(attempt)
             return result
         except DeadlineExceeded:
-            if failures:  # the deadline cut retries short: the failure is the news, not the deadline
+            # The deadline cut retries short: the failure is the news, not the deadline...
+            if failures and not self._cut_by_deadline(failures[-1]):
                 raise self._translate(failures[-1], what) from failures[-1]
             raise
         except (ApiException, urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as e:
-            if isinstance(e, urllib3.exceptions.TimeoutError | TimeoutError) and self.deadline.expired():
-                # The request's own timeout was cut to what was left of the run: --timeout, not the network.
+            if self._cut_by_deadline(e):
                 raise DeadlineExceeded(f"--timeout expired during {what}") from e
             raise self._translate(e, what) from e
+
+    def _cut_by_deadline(self, exc: BaseException) -> bool:
+        """...unless the failure is a timeout once --timeout has passed: the request's own timeout was
+        cut to what was left of the run, so the deadline is the news, not the network."""
+        timed_out = isinstance(exc, urllib3.exceptions.TimeoutError | TimeoutError)
+        refused = isinstance(exc, urllib3.exceptions.NewConnectionError)  # a TimeoutError subclass in urllib3
+        return timed_out and not refused and self.deadline.expired()
 
     def _translate(self, exc: BaseException, what: str) -> ApiError | ClusterUnreachable:
         if isinstance(exc, ApiException):
