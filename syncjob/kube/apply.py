@@ -55,8 +55,8 @@ class Applier:
             return Result(action, Outcome.NOT_RUN, "--timeout expired before this write")
         try:
             return self._write(action, replan=True)
-        except DeadlineExceeded:
-            return Result(action, Outcome.NOT_RUN, "--timeout expired before this write")
+        except DeadlineExceeded as e:  # "before" or "during": a write cut off mid-flight may have landed
+            return Result(action, Outcome.NOT_RUN, str(e))
         except (ApiError, ClusterUnreachable) as e:
             return Result(action, Outcome.FAILED, str(e))
 
