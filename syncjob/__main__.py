@@ -1,3 +1,3 @@
-from syncjob.cli import main
+from syncjob.cli import entrypoint
 
-raise SystemExit(main())
+entrypoint()

@@ -7,6 +7,7 @@ their bytes); copies and other secrets are reduced to a digest when they are rea
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -74,8 +75,9 @@ class Source:
     def ref(self) -> Ref:
         return Ref(self.namespace, self.name)
 
-    @property
+    @functools.cached_property
     def digest(self) -> str:
+        """Computed once per source (the planner asks for it for every key)."""
         return content_digest(self.type, self.data)
 
 

@@ -107,5 +107,8 @@ def render_table(results: Sequence[Result], summary: Summary) -> str:
 
 
 def render_json(results: Sequence[Result], summary: Summary) -> str:
-    doc = {"summary": summary.as_dict(), "actions": [result_dict(r) for r in results]}
-    return json.dumps(doc, indent=2) + "\n"
+    # One action per line: json.dumps(indent=...) runs the pure-Python encoder and holds every
+    # token of 15,000 actions at once; without indent the C encoder writes each line.
+    head = json.dumps(summary.as_dict(), indent=2).replace("\n", "\n  ")
+    actions = ",\n".join("    " + json.dumps(result_dict(r)) for r in results)
+    return '{\n  "summary": ' + head + ',\n  "actions": [\n' + actions + ("\n" if actions else "") + "  ]\n}\n"

@@ -8,7 +8,7 @@ again and planned again, once.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import replace
 from typing import Any
 
@@ -29,12 +29,6 @@ class Applier:
         self.secret_actions: tuple[Action, ...] = ()
 
     def apply(self, actions: tuple[Action, ...], on_result: Callable[[Result], None] | None = None) -> list[Result]:
-        def run(action: Action) -> Result:
-            result = self._run(action)
-            if on_result is not None:
-                on_result(result)
-            return result
-
         self.secret_actions = tuple(a for a in actions if a.resource == SECRET)
         # Copies first, then the ServiceAccounts that reference them.
         phases = [
@@ -47,7 +41,13 @@ class Applier:
                 done.update({a: Result(a, Outcome.PLANNED) for a in writes})
                 continue
             with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="apply") as pool:
-                done.update(zip(writes, pool.map(run, writes), strict=True))
+                futures = {pool.submit(self._run, a): a for a in writes}
+                # Results are logged here, as they complete: the writers never queue on the log handler.
+                for future in as_completed(futures):
+                    result = future.result()
+                    if on_result is not None:
+                        on_result(result)
+                    done[futures[future]] = result
         return [done.get(a) or Result(a, Outcome.REPORTED) for a in actions]
 
     def _run(self, action: Action) -> Result:

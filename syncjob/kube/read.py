@@ -9,7 +9,7 @@ from typing import Any
 from syncjob.config import BuildResource, Settings
 from syncjob.errors import ApiError, ClusterUnreachable, ConfigError, ForbiddenToList
 from syncjob.kube.client import Kube
-from syncjob.model import Copy, Occupant, Ref, ServiceAccount, Snapshot, Source
+from syncjob.model import INSTANCE_LABEL, Copy, Occupant, Ref, ServiceAccount, Snapshot, Source
 from syncjob.objects import (
     copy_from,
     is_own_copy,
@@ -199,6 +199,13 @@ def read_occupants(kube: Kube, settings: Settings, keys: Iterable[Ref]) -> list[
             f"list Secrets named {name} in all namespaces",
             "list on secrets in all namespaces",
             field_selector=f"metadata.name={name}",
+            # Not our own copies (the server leaves them out: they were every copy of this name,
+            # data included), and metadata only: an occupant is a name, a uid and labels. A Secret
+            # labelled with our instance but not managed by syncjob is left out too; a create onto
+            # it gets 409, and the applier reads it and plans again (a conflict), as for any race.
+            label_selector=f"{INSTANCE_LABEL}!={settings.instance}",
+            accept=METADATA_ONLY,
+            limit=5000,
         ):
             occupant = occupant_from(obj)
             if occupant.namespace in namespaces and not is_own_copy(obj, settings.instance):
