@@ -19,7 +19,7 @@ levers as before/after pairs (page size, resourceVersion=0, connection pool vs c
 concurrency, metadata-only LISTs, and proposed syncjob changes), each applied by monkeypatching
 in a child process (`bench/run.py __worker__ ...`), never by editing syncjob/, and profiles the
 steady state and the initial sync. `--compare TREE` runs another checkout's syncjob against this
-one (e.g. with bench/proposed-syncjob.diff applied).
+one (e.g. a checkout from before a change).
 
 Prints a table, the targets met / not met, and writes bench/results/<timestamp>.json.
 docs/performance.md explains the method and the numbers. Nothing in the test suite uses this file.

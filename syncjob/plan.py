@@ -145,6 +145,16 @@ class Planner:
             self.by_name[source.name].append(source)
         self.copies = {c.ref: c for c in snapshot.copies}
         self.occupants = {o.ref: o for o in snapshot.occupants}
+        self._desired: dict[Ref, tuple[dict[str, str], dict[str, str]]] = {}
+
+    def _desired_metadata(self, source: Source) -> tuple[dict[str, str], dict[str, str]]:
+        """A source's copy labels and annotations, worked out once per run, not once per namespace."""
+        if source.ref not in self._desired:
+            self._desired[source.ref] = (
+                desired_labels(source, self.settings),
+                desired_annotations(source, self.settings),
+            )
+        return self._desired[source.ref]
 
     def decision(self, namespace: str) -> TargetDecision:
         return self.decisions.get(namespace) or gone(namespace)
@@ -220,9 +230,10 @@ class Planner:
             return act(Kind.RECREATE, "copy was made immutable; syncjob copies are not")
         if copy.digest != source.digest:
             return act(Kind.UPDATE, "data differs from the source")
-        if dict(copy.labels) != desired_labels(source, self.settings):
+        labels, annotations = self._desired_metadata(source)
+        if copy.labels != labels:
             return act(Kind.UPDATE, "labels drifted")
-        if dict(copy.annotations) != desired_annotations(source, self.settings):
+        if copy.annotations != annotations:
             return act(Kind.UPDATE, "annotations drifted")
         return act(Kind.LEAVE, "in sync")
 
