@@ -1432,30 +1432,24 @@ def lever_list_pages(copies_limit: int = 0, list_limit: int = 0, rv0: bool = Fal
     resourceVersion=0 on the first page (served from the watch cache, possibly stale)."""
     import syncjob.kube.client as kc
 
-    def list_pages(self: Any, path: str, *, what: str, label_selector: str = "", field_selector: str = "",
-                   accept: str = "application/json", limit: int = PAGE) -> Iterator[dict[str, Any]]:  # fmt: skip
-        if list_limit:
-            limit = list_limit
-        if copies_limit and path == "/api/v1/secrets" and label_selector:
-            limit = copies_limit
-        token = ""
-        while True:
-            query = [("limit", str(limit))]
-            if label_selector:
-                query.append(("labelSelector", label_selector))
-            if field_selector:
-                query.append(("fieldSelector", field_selector))
-            if token:
-                query.append(("continue", token))
-            elif rv0:
-                query.append(("resourceVersion", "0"))
-            page = self.call("list", "GET", path, what=what, query=query, accept=accept)
-            yield from page.get("items") or []
-            token = (page.get("metadata") or {}).get("continue") or ""
-            if not token:
-                return
+    original_list_pages, original_call = kc.Kube.list_pages, kc.Kube.call
 
-    kc.Kube.list_pages = list_pages
+    def list_pages(self: Any, path: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        if list_limit:
+            kwargs["limit"] = list_limit
+        if copies_limit and path == "/api/v1/secrets" and kwargs.get("label_selector"):
+            kwargs["limit"] = copies_limit
+        return original_list_pages(self, path, **kwargs)
+
+    def call(self: Any, verb: str, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        query = kwargs.get("query") or []
+        if verb == "list" and not any(key == "continue" for key, _ in query):
+            kwargs["query"] = [*query, ("resourceVersion", "0")]
+        return original_call(self, verb, method, path, **kwargs)
+
+    kc.Kube.list_pages = list_pages  # type: ignore[method-assign]
+    if rv0:
+        kc.Kube.call = call  # type: ignore[method-assign]
 
 
 def lever_builds_full() -> None:
@@ -1616,13 +1610,7 @@ def lever_prefetch() -> None:
     def list_pages(self: Any, path: str, *, what: str, label_selector: str = "", field_selector: str = "",
                    accept: str = "application/json", limit: int = PAGE) -> Iterator[dict[str, Any]]:  # fmt: skip
         def fetch(token: str) -> dict[str, Any]:
-            query = [("limit", str(limit))]
-            if label_selector:
-                query.append(("labelSelector", label_selector))
-            if field_selector:
-                query.append(("fieldSelector", field_selector))
-            if token:
-                query.append(("continue", token))
+            query = kc.list_query(limit, label_selector, field_selector, token)
             page: dict[str, Any] = self.call("list", "GET", path, what=what, query=query, accept=accept)
             return page
 

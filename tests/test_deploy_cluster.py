@@ -364,17 +364,22 @@ def test_manifest_settings_are_known_to_the_cli() -> None:
         assert name in cli.known_env_vars(), name
 
 
-def test_manifest_settings_parse_in_a_run() -> None:
-    """The CLI, in its own process, with exactly the manifest's environment (plus a snapshot)."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "syncjob", "run", "--snapshot", str(EXAMPLE_SNAPSHOT), "-o", "json"],
+def run_with_manifest_env(*flags: str) -> subprocess.CompletedProcess[str]:
+    """`syncjob run FLAGS -o json` in its own process, with exactly the manifest's environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "syncjob", "run", *flags, "-o", "json"],
         capture_output=True,
         text=True,
         env=manifest_env(),
         cwd=ROOT,
-        timeout=60,
+        timeout=120,
         check=False,
     )
+
+
+def test_manifest_settings_parse_in_a_run() -> None:
+    """The CLI, in its own process, with exactly the manifest's environment (plus a snapshot)."""
+    proc = run_with_manifest_env("--snapshot", str(EXAMPLE_SNAPSHOT))
     assert proc.returncode != 2, proc.stderr
     assert "unknown_env_var" not in proc.stderr
     summary = json.loads(proc.stdout)["summary"]
@@ -680,15 +685,7 @@ def test_the_optional_role_covers_the_optional_features(cluster: ControlPlane, e
 
 def test_manifest_settings_and_identity_plan_against_the_cluster(sa_kubeconfig: Path, kpack: None) -> None:
     """The CronJob's run, as far as a test can make it: its env, its identity, a dry-run."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "syncjob", "run", "--kubeconfig", str(sa_kubeconfig), "--dry-run", "-o", "json"],
-        capture_output=True,
-        text=True,
-        env=manifest_env(),
-        cwd=ROOT,
-        timeout=120,
-        check=False,
-    )
+    proc = run_with_manifest_env("--kubeconfig", str(sa_kubeconfig), "--dry-run")
     assert proc.returncode != 2, proc.stderr
     assert "unknown_env_var" not in proc.stderr and "forbidden" not in proc.stderr.lower()
     summary = json.loads(proc.stdout)["summary"]

@@ -57,7 +57,11 @@ class Applier:
             return self._write(action, replan=True)
         except DeadlineExceeded as e:  # "before" or "during": a write cut off mid-flight may have landed
             return Result(action, Outcome.NOT_RUN, str(e))
-        except (ApiError, ClusterUnreachable) as e:
+        except ApiError as e:
+            if e.status == 403 and e.reason == "NamespaceTerminating":  # it began terminating after the read
+                return Result(replace(action, kind=Kind.SKIP, reason="namespace is terminating"), Outcome.REPORTED)
+            return Result(action, Outcome.FAILED, str(e))
+        except ClusterUnreachable as e:
             return Result(action, Outcome.FAILED, str(e))
 
     @property
@@ -87,17 +91,14 @@ class Applier:
         except ApiError as e:
             if e.status == 404 and action.kind is Kind.DELETE:
                 return Result(action, self._ok)  # already gone: what we wanted
-            if e.status == 403 and e.reason == "NamespaceTerminating":
-                skipped = replace(action, kind=Kind.SKIP, reason="namespace is terminating")
-                return Result(skipped, Outcome.REPORTED)
             if e.status in (404, 409) and replan:
-                return self._replan(action)
+                copy, occupant = read_one(self.kube, self.settings, action.ref)
+                return self._write_again(action, self.planner.replan(action.ref, copy, occupant))
             raise
         return Result(action, self._ok)
 
-    def _replan(self, action: Action) -> Result:
-        copy, occupant = read_one(self.kube, self.settings, action.ref)
-        fresh = self.planner.replan(action.ref, copy, occupant)
+    def _write_again(self, action: Action, fresh: Action | None) -> Result:
+        """After a 404/409 and a fresh read: write what the new plan says, once."""
         if fresh is None:
             return Result(replace(action, kind=Kind.LEAVE, reason="nothing to do after a re-read"), Outcome.REPORTED)
         fresh = replace(fresh, reason=f"{fresh.reason} (re-planned after a conflicting change)")
@@ -195,14 +196,6 @@ class Applier:
                     return Result(
                         replace(action, kind=Kind.SKIP, reason="ServiceAccount deleted meanwhile"), Outcome.REPORTED
                     )
-                fresh = self.planner.replan_account(fresh_account, self.secret_actions)
-                if fresh is None:
-                    return Result(
-                        replace(action, kind=Kind.LEAVE, reason="nothing to do after a re-read"), Outcome.REPORTED
-                    )
-                fresh = replace(fresh, reason=f"{fresh.reason} (re-planned after a conflicting change)")
-                return self._write_account(fresh, replan=False)
-            if e.status == 403 and e.reason == "NamespaceTerminating":
-                return Result(replace(action, kind=Kind.SKIP, reason="namespace is terminating"), Outcome.REPORTED)
+                return self._write_again(action, self.planner.replan_account(fresh_account, self.secret_actions))
             raise
         return Result(action, self._ok)

@@ -39,6 +39,20 @@ def redact(message: str) -> str:
     return _LONG_TOKEN.sub("<redacted>", message)[:500]
 
 
+def list_query(
+    limit: int, label_selector: str = "", field_selector: str = "", token: str = ""
+) -> list[tuple[str, str]]:
+    """The query of one LIST page."""
+    query = [("limit", str(limit))]
+    if label_selector:
+        query.append(("labelSelector", label_selector))
+    if field_selector:
+        query.append(("fieldSelector", field_selector))
+    if token:
+        query.append(("continue", token))
+    return query
+
+
 @dataclass
 class Deadline:
     """The run's --timeout; `at` is on the monotonic clock, None for no limit."""
@@ -254,13 +268,7 @@ class Kube:
         """Every item of a paginated LIST, one page in memory at a time."""
         token = ""
         while True:
-            query = [("limit", str(limit))]
-            if label_selector:
-                query.append(("labelSelector", label_selector))
-            if field_selector:
-                query.append(("fieldSelector", field_selector))
-            if token:
-                query.append(("continue", token))
+            query = list_query(limit, label_selector, field_selector, token)
             page = self.call("list", "GET", path, what=what, query=query, accept=accept)
             yield from page.get("items") or []
             token = (page.get("metadata") or {}).get("continue") or ""
