@@ -432,15 +432,15 @@ class World:
         return sum(has_build(i, self.build_percent) for i in range(self.n)) + self.extra_builds
 
     def job_args(self, *, instance: str = "", source_ns: str = "", include: str = "") -> list[str]:
-        args = ["run", "--kubeconfig", str(self.kubeconfig)]
+        """`syncjob run` for one SecretSync, which this makes (or replaces) first: the intent is in the cluster."""
+        name = instance or self.instance
+        spec: dict[str, Any] = {"sources": {"namespace": source_ns or self.source_ns}}
+        if include or self.include:
+            spec["targets"] = {"include": [include or self.include]}
+        put_policy(self.http, name, spec)
+        args = ["run", "--kubeconfig", str(self.kubeconfig), "--policy", name]
         if self.context:
             args += ["--context", self.context]
-        if source_ns or self.source_ns != "build-service":
-            args += ["--source-namespace", source_ns or self.source_ns]
-        if instance or self.instance != "syncjob":
-            args += ["--instance", instance or self.instance]
-        if include or self.include:
-            args += ["--include", include or self.include]
         return args
 
     def cp_cpu(self) -> dict[str, float]:
@@ -454,6 +454,20 @@ class World:
         return {name: round(rss, 1) for name, pid in self.plane.pids.items() if (rss := proc_rss_mib(pid)) is not None}
 
 
+def put_policy(http: Http, name: str, spec: dict[str, Any]) -> None:
+    """Create or replace the SecretSync `name` (server-side apply: one request, either way)."""
+    body = {"apiVersion": "syncjob.dev/v1alpha1", "kind": "SecretSync", "metadata": {"name": name}, "spec": spec}
+    http.api.call_api(
+        f"/apis/syncjob.dev/v1alpha1/secretsyncs/{name}",
+        "PATCH",
+        query_params=[("fieldManager", "syncjob-bench"), ("force", "true")],
+        body=body,
+        header_params={"Accept": "application/json", "Content-Type": "application/apply-patch+yaml"},
+        auth_settings=["BearerToken"],
+        _preload_content=False,
+    )
+
+
 def admin_http(kubeconfig: Path, context: str) -> Http:
     from syncjob.kube.client import load_api_client
 
@@ -461,7 +475,7 @@ def admin_http(kubeconfig: Path, context: str) -> Http:
 
 
 def open_world(n: int, args: argparse.Namespace, run_id: str, workroot: Path) -> World:
-    from tests.sync_env import install_kpack_crds
+    from tests.sync_env import install_crds, install_kpack_crds, secretsync_crd
 
     if args.kubeconfig:
         kubeconfig, plane = Path(args.kubeconfig).expanduser(), None
@@ -486,6 +500,7 @@ def open_world(n: int, args: argparse.Namespace, run_id: str, workroot: Path) ->
         world = World(n, plane.kubeconfig, "", http, plane)
     world.build_percent = args.build_percent
     install_kpack_crds(world.http.api)
+    install_crds(world.http.api, [secretsync_crd()])
     return world
 
 
@@ -1641,9 +1656,9 @@ def lever_occupants(exclude_own: bool) -> None:
     original_listing, original_read = kr._listing, runner.read_occupants
     state: dict[str, str] = {}
 
-    def read_occupants(kube: Any, settings: Any, keys: Any) -> Any:
-        state["instance"] = settings.instance
-        return original_read(kube, settings, keys)
+    def read_occupants(kube: Any, instance: str, keys: Any) -> Any:
+        state["instance"] = instance
+        return original_read(kube, instance, keys)
 
     def listing(kube: Any, path: str, what: str, rbac: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
         if path == "/api/v1/secrets" and str(kwargs.get("field_selector", "")).startswith("metadata.name="):

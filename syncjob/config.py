@@ -1,26 +1,17 @@
-"""Settings: built once from flags and SYNCJOB_* environment variables, frozen, validated."""
+"""Run settings: how one invocation runs (flags and SYNCJOB_* env), never what it syncs.
+
+What to sync lives in SecretSync objects (syncjob/policy.py); nothing here can change a plan.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from syncjob.errors import ConfigError
-from syncjob.model import DOCKERCFG, DOCKERCONFIGJSON, Ref
-from syncjob.selector import (
-    LabelSelector,
-    is_dns_label,
-    is_dns_subdomain,
-    parse_label_selector,
-)
+from syncjob.selector import is_dns_label, is_dns_subdomain
 
-DEFAULT_SOURCE_NAMESPACE = "build-service"
-DEFAULT_SOURCE_SELECTOR = "com.vmware.tanzu.buildservice.sync=true"
-DEFAULT_TYPES = (DOCKERCONFIGJSON, DOCKERCFG)
-DEFAULT_BUILD_RESOURCES = ("builds.kpack.io", "images.kpack.io")
-ALWAYS_EXCLUDED = ("kube-system", "kube-public", "kube-node-lease")
-DEFAULT_INSTANCE = "syncjob"
 DEFAULT_CONCURRENCY = 8
 
 _VERSION_RE = re.compile(r"^v\d+((alpha|beta)\d+)?$")
@@ -32,18 +23,18 @@ class BuildResource:
 
     plural: str
     group: str
-    version: str = ""  # empty: the server's preferred version, found by discovery
+    version: str = ""  # empty: the newest version that serves this resource, found by discovery
 
     def __str__(self) -> str:
         return ".".join(p for p in (self.plural, self.version, self.group) if p)
 
     @classmethod
-    def parse(cls, text: str) -> BuildResource:
+    def parse(cls, text: str, where: str = "spec.targets.builds") -> BuildResource:
         parts = text.strip().split(".")
         if len(parts) < 2 or not all(parts):
             raise ConfigError(
-                f"--build-resource {text!r}: expected PLURAL.GROUP or PLURAL.VERSION.GROUP, "
-                "e.g. builds.kpack.io or builds.v1alpha2.kpack.io"
+                f"{where}: {text!r} is not PLURAL.GROUP or PLURAL.VERSION.GROUP, "
+                "e.g. builds.kpack.io or pipelineruns.v1.tekton.dev"
             )
         plural, rest = parts[0], parts[1:]
         version = ""
@@ -51,68 +42,33 @@ class BuildResource:
             version, rest = rest[0], rest[1:]
         group = ".".join(rest)
         if not is_dns_label(plural) or not is_dns_subdomain(group):
-            raise ConfigError(f"--build-resource {text!r}: {plural!r}.{group!r} is not a resource name")
+            raise ConfigError(f"{where}: {text!r}: {plural!r}.{group!r} is not a resource name")
         return cls(plural, group, version)
 
 
-def parse_source_ref(text: str) -> Ref:
-    ns, sep, name = text.strip().partition("/")
-    if not sep or not is_dns_label(ns) or not is_dns_subdomain(name):
-        raise ConfigError(f"--source {text!r}: expected NAMESPACE/NAME, e.g. build-service/registry-credentials")
-    return Ref(ns, name)
-
-
 @dataclass(frozen=True)
-class Settings:
-    source_namespace: str = DEFAULT_SOURCE_NAMESPACE
-    source_selector: str = DEFAULT_SOURCE_SELECTOR
-    sources: tuple[Ref, ...] = ()
-    types: tuple[str, ...] = DEFAULT_TYPES
-    build_resources: tuple[BuildResource, ...] = tuple(BuildResource.parse(r) for r in DEFAULT_BUILD_RESOURCES)
-    all_namespaces: bool = False
-    namespace_selector: str = ""
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-    instance: str = DEFAULT_INSTANCE
+class RunSettings:
+    """How one invocation runs. Two invocations with different RunSettings plan the same changes
+    (only --max-delete, a one-run release of the mass-deletion guard, lets more deletes through)."""
+
+    policies: tuple[str, ...] = ()  # --policy NAME: only these SecretSyncs (default: every one)
+    policy_file: Path | None = None  # --policy-file: local SecretSyncs instead of the cluster's (plan only)
     concurrency: int = DEFAULT_CONCURRENCY
     dry_run: str = ""  # "", "client" or "server"
-    max_delete: int | None = None  # None: more than 10 and more than 25 % of the managed copies
+    max_delete: int | None = None  # overrides spec.maxDelete for this run
     timeout: float | None = None
     kubeconfig: Path | None = None
     context: str = ""
     snapshot: Path | None = None
     output: str = ""  # "table", "json" or "" (table on a terminal, nothing otherwise)
-    copy_labels: tuple[str, ...] = ()
-    copy_annotations: tuple[str, ...] = ()
-    patch_service_accounts: tuple[str, ...] = ()
-    create_service_accounts: bool = False
     events: bool = False
     metrics_textfile: Path | None = None
     pushgateway: str = ""
-    parsed_source_selector: LabelSelector = field(init=False, compare=False, repr=False)
-    parsed_namespace_selector: LabelSelector = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not is_dns_label(self.source_namespace):
-            raise ConfigError(f"--source-namespace {self.source_namespace!r} is not a valid namespace name")
-        object.__setattr__(
-            self, "parsed_source_selector", parse_label_selector(self.source_selector, "--source-selector")
-        )
-        object.__setattr__(
-            self,
-            "parsed_namespace_selector",
-            parse_label_selector(self.namespace_selector, "--namespace-selector"),
-        )
-        if self.all_namespaces and self.namespace_selector:
-            raise ConfigError("--all-namespaces and --namespace-selector exclude each other; pick one")
-        if not self.build_resources and not self.all_namespaces and not self.namespace_selector:
-            raise ConfigError(
-                "no way to choose targets: give --build-resource, --all-namespaces or --namespace-selector"
-            )
-        if not self.types:
-            raise ConfigError("--types is empty; the default is " + ",".join(DEFAULT_TYPES))
-        if not re.match(r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$", self.instance):
-            raise ConfigError(f"--instance {self.instance!r} must be a valid label value (lower case, '-', '.')")
+        for name in self.policies:
+            if not is_dns_subdomain(name):
+                raise ConfigError(f"--policy {name!r} is not a SecretSync name")
         if not 1 <= self.concurrency <= 64:
             raise ConfigError(f"--concurrency {self.concurrency} must be between 1 and 64")
         if self.dry_run not in ("", "client", "server"):
@@ -123,25 +79,14 @@ class Settings:
             raise ConfigError("--timeout must be a positive number of seconds")
         if self.output not in ("", "table", "json"):
             raise ConfigError(f"-o {self.output!r}: use table or json")
-        for name in self.patch_service_accounts:
-            if not is_dns_subdomain(name):
-                raise ConfigError(f"--patch-service-accounts: {name!r} is not a ServiceAccount name")
-        if self.create_service_accounts and not self.patch_service_accounts:
-            raise ConfigError("--create-service-accounts needs --patch-service-accounts NAME[,NAME]")
         if self.snapshot is not None and self.dry_run == "server":
             raise ConfigError("--snapshot plans against a file; --dry-run=server needs a cluster")
-
-    @property
-    def source_namespaces(self) -> frozenset[str]:
-        return frozenset({self.source_namespace, *(r.namespace for r in self.sources)})
-
-    @property
-    def by_builds(self) -> bool:
-        return not self.all_namespaces and not self.namespace_selector
-
-    @property
-    def excluded(self) -> tuple[str, ...]:
-        return ALWAYS_EXCLUDED + self.exclude
+        if self.policy_file is not None and self.snapshot is None and not self.dry_run:
+            # A local policy may preview a change, never apply it: the cluster's SecretSync is the intent.
+            raise ConfigError(
+                f"--policy-file {self.policy_file} only plans: add --dry-run to preview it, or make it the "
+                f"cluster's policy with `kubectl apply -f {self.policy_file}`"
+            )
 
     @property
     def effective_dry_run(self) -> str:

@@ -21,16 +21,16 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import yaml
 
-from syncjob.config import DEFAULT_SOURCE_NAMESPACE, DEFAULT_SOURCE_SELECTOR
 from syncjob.errors import EXIT_OK, ApiError, ConfigError, SyncjobError
 from syncjob.model import DOCKERCONFIGJSON, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Source, frozen_map
+from syncjob.policy import DEFAULT_SOURCE_NAMESPACE, DEFAULT_SOURCE_SELECTOR
 from syncjob.selector import is_dns_label, is_dns_subdomain
 from syncjob.validate import validate_source
 
 if TYPE_CHECKING:
     from syncjob.kube.client import Kube
 
-SYNC_LABEL_KEY, _, SYNC_LABEL_VALUE = DEFAULT_SOURCE_SELECTOR.partition("=")
+((SYNC_LABEL_KEY, SYNC_LABEL_VALUE),) = DEFAULT_SOURCE_SELECTOR["matchLabels"].items()
 DATA_KEY = ".dockerconfigjson"
 # Per-registry fields that carry credentials; everything else in an entry (email, ...) is dropped.
 CREDENTIAL_FIELDS = ("auth", "username", "password", "identitytoken", "registrytoken")
@@ -408,12 +408,13 @@ def run(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO 
         registries = ", ".join(config["auths"])
         stdout.write(
             f"secret/{args.name} {verdict} in namespace {args.namespace} "
-            f"(type {DOCKERCONFIGJSON}, label {DEFAULT_SOURCE_SELECTOR}, registries: {registries})\n"
+            f"(type {DOCKERCONFIGJSON}, label {SYNC_LABEL_KEY}={SYNC_LABEL_VALUE}, registries: {registries})\n"
         )
         if args.namespace != DEFAULT_SOURCE_NAMESPACE:
             print(
-                f"NOTE: `syncjob run` reads sources from {DEFAULT_SOURCE_NAMESPACE} by default; run it with "
-                f"--source-namespace {args.namespace} (or --source {args.namespace}/{args.name}) to sync this one",
+                f"NOTE: a SecretSync reads sources from {DEFAULT_SOURCE_NAMESPACE} unless its spec.sources.namespace "
+                f"says otherwise; set that, or add {args.namespace}/{args.name} to spec.sources.names, "
+                "to sync this one",
                 file=err,
             )
         return EXIT_OK

@@ -46,3 +46,7 @@ class DeadlineExceeded(SyncjobError):
     """The run's --timeout expired."""
 
     exit_code = EXIT_PARTIAL
+
+
+class ReadIncomplete(SyncjobError):
+    """The cluster could not be read completely (e.g. --timeout expired while reading): nothing was written."""

@@ -24,13 +24,14 @@ import logging
 import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, pushadd_to_gateway, write_to_textfile
 from prometheus_client.parser import text_string_to_metric_families
 
-from syncjob.config import DEFAULT_INSTANCE
+from syncjob.config import RunSettings
 from syncjob.errors import EXIT_OK
 from syncjob.logs import log_event
 from syncjob.model import Kind, Outcome, Result
@@ -40,6 +41,8 @@ JOB = "syncjob"
 PUSH_TIMEOUT = 10.0  # seconds; a slow Pushgateway must not hold the CronJob's pod for long
 INSTANCE_LABEL = "syncjob_instance"  # not `instance`: Prometheus sets that to the scraped target
 LAST_SUCCESS = "syncjob_last_success_timestamp_seconds"
+# The instance label of a run that failed before it knew its SecretSyncs (no --policy named).
+UNUSABLE_INSTANCE = "all"
 
 # Exported at 0 when absent, so that alerts such as `syncjob_actions_total{result="failed"} > 0` see a 0,
 # not a missing series, and every family always has samples: a Pushgateway POST replaces a metric family
@@ -55,21 +58,48 @@ def succeeded(summary: Summary) -> bool:
     return summary.exit_code == EXIT_OK and summary.mode == "apply"
 
 
+@dataclass(frozen=True)
+class Part:
+    """One SecretSync's share of a run's metrics."""
+
+    instance: str
+    summary: Summary
+    results: Sequence[Result]
+    last_success: float | None  # None leaves that metric out for this instance
+
+
 def build_registry(
     summary: Summary, results: Sequence[Result], *, instance: str, now: float, last_success: float | None
 ) -> CollectorRegistry:
     """A fresh registry holding this run's metrics; `last_success` None leaves that metric out."""
+    return build_registry_of([Part(instance, summary, results, last_success)], now=now)
+
+
+def build_registry_of(parts: Sequence[Part], *, now: float) -> CollectorRegistry:
+    """One registry, one family per metric, a series per SecretSync (the instance label)."""
     registry = CollectorRegistry()
-    labels = {INSTANCE_LABEL: instance}
+    families: dict[str, Gauge] = {}
+
+    def family(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
+        if name not in families:
+            families[name] = Gauge(name, doc, [INSTANCE_LABEL, *labels], registry=registry)
+        return families[name]
+
+    for part in parts:
+        _add_part(family, part, now)
+    return registry
+
+
+def _add_part(family: Any, part: Part, now: float) -> None:
+    instance, summary, results = part.instance, part.summary, part.results
 
     def gauge(name: str, doc: str, value: float) -> None:
-        Gauge(name, doc, [INSTANCE_LABEL], registry=registry).labels(**labels).set(value)
+        family(name, doc).labels(instance).set(value)
 
-    actions = Gauge(
+    actions = family(
         "syncjob_actions_total",
         "Actions of the last run by action and result (this run's count; a gauge, the job is a batch job).",
-        [INSTANCE_LABEL, "action", "result"],
-        registry=registry,
+        ("action", "result"),
     )
     counts: dict[tuple[str, str], int] = dict.fromkeys(ACTION_SERIES, 0)
     for kind, outcomes in count(results).items():
@@ -78,11 +108,10 @@ def build_registry(
     for (kind, outcome), n in sorted(counts.items()):
         actions.labels(instance, kind, outcome).set(n)
 
-    requests = Gauge(
+    requests = family(
         "syncjob_api_requests",
         "Kubernetes API requests sent by the last run, by verb (retries included).",
-        [INSTANCE_LABEL, "verb"],
-        registry=registry,
+        ("verb",),
     )
     for verb, n in sorted({**dict.fromkeys(VERBS, 0), **summary.requests}.items()):
         requests.labels(instance, verb).set(n)
@@ -98,9 +127,8 @@ def build_registry(
     gauge("syncjob_run_duration_seconds", "Wall time of the last run.", summary.duration_seconds)
     gauge("syncjob_last_run_timestamp_seconds", "When the last run ended (Unix time).", now)
     gauge("syncjob_exit_code", "Exit code of the last run: 0 done, 1 partial, 2 unusable.", summary.exit_code)
-    if last_success is not None:
-        gauge(LAST_SUCCESS, "When an apply run last exited 0 (Unix time).", last_success)
-    return registry
+    if part.last_success is not None:
+        gauge(LAST_SUCCESS, "When an apply run last exited 0 (Unix time).", part.last_success)
 
 
 def previous_last_success(path: Path, instance: str) -> float | None:
@@ -179,14 +207,26 @@ def publish(
     pushgateway: str | None,
     now: float,
 ) -> None:
-    """Write and/or push this run's metrics. Never raises for an unreachable or unwritable sink."""
-    success = succeeded(summary)
+    """Write and/or push one instance's metrics. Never raises for an unreachable or unwritable sink."""
+    publish_parts([(instance, summary, results)], textfile=textfile, pushgateway=pushgateway, now=now)
+
+
+def publish_parts(
+    parts: Sequence[tuple[str, Summary, Sequence[Result]]],
+    *,
+    textfile: Path | None,
+    pushgateway: str | None,
+    now: float,
+) -> None:
+    """Every SecretSync's metrics: one textfile holding them all, one Pushgateway group per SecretSync."""
     if textfile is not None:
-        last = now if success else previous_last_success(textfile, instance)
-        write_textfile(textfile, build_registry(summary, results, instance=instance, now=now, last_success=last))
+        file_parts = [Part(i, s, r, now if succeeded(s) else previous_last_success(textfile, i)) for i, s, r in parts]
+        write_textfile(textfile, build_registry_of(file_parts, now=now))
     if pushgateway:
-        registry = build_registry(summary, results, instance=instance, now=now, last_success=now if success else None)
-        push(pushgateway, registry, instance=instance, replace=success)
+        for instance, summary, results in parts:
+            success = succeeded(summary)
+            registry = build_registry_of([Part(instance, summary, results, now if success else None)], now=now)
+            push(pushgateway, registry, instance=instance, replace=success)
 
 
 def unusable_summary(exit_code: int, duration_seconds: float, mode: str = "apply") -> Summary:
@@ -194,19 +234,29 @@ def unusable_summary(exit_code: int, duration_seconds: float, mode: str = "apply
     return Summary(mode=mode, counts={}, requests={}, retries=0, duration_seconds=duration_seconds, exit_code=exit_code)
 
 
-def publish_from_values(
-    values: Mapping[str, Any], summary: Summary, results: Sequence[Result], *, now: float | None = None
-) -> None:
-    """`publish` as configured by the CLI's resolved flag values (`cli.resolve`: the keys `metrics_textfile`,
-    `pushgateway`, `instance`); a no-op without either sink. Takes the values rather than Settings so that a
-    run whose Settings could not even be built (exit 2) is still published."""
+def publish_runs(settings: RunSettings, runs: Sequence[Any], *, now: float | None = None) -> None:
+    """A finished run's metrics, one instance per SecretSync (`runs`: runner.PolicyRun); no-op without a sink."""
+    if settings.metrics_textfile is None and not settings.pushgateway:
+        return
+    parts = [(run.name, run.summary, run.results) for run in runs]
+    publish_parts(
+        parts,
+        textfile=settings.metrics_textfile,
+        pushgateway=settings.pushgateway or None,
+        now=time.time() if now is None else now,
+    )
+
+
+def publish_unusable(values: Mapping[str, Any], exit_code: int, duration: float, *, now: float | None = None) -> None:
+    """A run that stopped before any SecretSync was planned (exit 2), as configured by the CLI's resolved
+    values (`cli.resolve`); its instance is the --policy it named, else UNUSABLE_INSTANCE."""
     textfile, gateway = values.get("metrics_textfile"), values.get("pushgateway")
     if textfile is None and not gateway:
         return
-    publish(
-        summary,
-        results,
-        instance=str(values.get("instance") or DEFAULT_INSTANCE),
+    names = values.get("policy") or (UNUSABLE_INSTANCE,)
+    summary = unusable_summary(exit_code, duration)
+    publish_parts(
+        [(str(name), summary, []) for name in names],
         textfile=Path(textfile) if textfile is not None else None,
         pushgateway=str(gateway) if gateway else None,
         now=time.time() if now is None else now,

@@ -24,6 +24,9 @@ SOURCE_NAME_ANNOTATION = f"{PREFIX}/source-name"
 SOURCE_UID_ANNOTATION = f"{PREFIX}/source-uid"
 SOURCE_DIGEST_ANNOTATION = f"{PREFIX}/source-digest"
 IGNORE_ANNOTATION = f"{PREFIX}/ignore"
+# On a source: globs (comma-separated) that narrow where it goes; they never widen the policy's targets.
+INCLUDE_ANNOTATION = f"{PREFIX}/include"
+EXCLUDE_ANNOTATION = f"{PREFIX}/exclude"
 # On a ServiceAccount: the imagePullSecrets this instance added (comma-separated), so that it only
 # ever removes references it made. One key per instance: "syncjob.dev/pull-secrets.<instance>".
 PULL_SECRETS_ANNOTATION_PREFIX = f"{PREFIX}/pull-secrets."
@@ -224,6 +227,7 @@ class Result:
     action: Action
     outcome: Outcome
     error: str = ""
+    policy: str = ""  # the SecretSync whose plan the action belongs to
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,21 @@ class Summary:
     source_count: int = 0
     target_count: int = 0
     extra: Mapping[str, Any] = field(default_factory=dict)
+    policy: str = ""  # the SecretSync this summary is about; "" for a run's combined summary
+    error: str = ""  # why the policy could not be planned (exit 2)
+    policies: tuple[Summary, ...] = ()  # a combined summary's per-policy parts
+
+    def policy_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "name": self.policy,
+            "exitCode": self.exit_code,
+            "sources": self.source_count,
+            "targets": self.target_count,
+            "actions": {k: dict(v) for k, v in self.counts.items()},
+        }
+        if self.error:
+            doc["error"] = self.error
+        return doc
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -39,12 +54,14 @@ class Summary:
             "problems": [{"source": str(p.source), "message": p.message, "fatal": p.fatal} for p in self.problems],
             "notes": list(self.notes),
             "exitCode": self.exit_code,
+            **({"policies": [p.policy_dict() for p in self.policies]} if self.policies else {}),
             **self.extra,
         }
 
 
-def exit_code(results: Sequence[Result], problems: Sequence[SourceProblem]) -> int:
+def exit_code(results: Sequence[Result], problems: Sequence[SourceProblem], *, fail_on_conflict: bool = False) -> int:
     partial = any(r.outcome in (Outcome.FAILED, Outcome.NOT_RUN) for r in results)
+    partial = partial or (fail_on_conflict and any(r.action.kind is Kind.CONFLICT for r in results))
     partial = partial or any(r.action.kind is Kind.HOLD for r in results)
     partial = partial or any(p.fatal for p in problems)
     return EXIT_PARTIAL if partial else EXIT_OK
@@ -65,6 +82,7 @@ def result_dict(result: Result) -> dict[str, Any]:
         "namespace": a.namespace,
         "name": a.name,
         "source": str(a.source) if a.source else "",
+        **({"policy": result.policy} if result.policy else {}),
         "result": result.outcome.value,
         "reason": a.reason,
     }
@@ -79,17 +97,24 @@ def shown(results: Sequence[Result]) -> list[Result]:
 
 
 def render_table(results: Sequence[Result], summary: Summary) -> str:
-    rows = [("ACTION", "NAMESPACE", "NAME", "SOURCE", "RESULT", "REASON")]
+    several = len({r.policy for r in results} | {p.policy for p in summary.policies}) > 1
+    head = ("POLICY",) if several else ()
+    rows = [(*head, "ACTION", "NAMESPACE", "NAME", "SOURCE", "RESULT", "REASON")]
     for r in shown(results):
         d = result_dict(r)
         reason = d["reason"] + (f" — {d['error']}" if r.error else "")
-        rows.append((d["action"], d["namespace"], r.action.display_name, d["source"], d["result"], reason))
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row[:5], widths, strict=True)) + "  " + row[5] for row in rows]
+        policy = (r.policy,) if several else ()
+        rows.append((*policy, d["action"], d["namespace"], r.action.display_name, d["source"], d["result"], reason))
+    n = len(rows[0]) - 1
+    widths = [max(len(row[i]) for row in rows) for i in range(n)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row[:n], widths, strict=True)) + "  " + row[n] for row in rows]
     in_sync = sum(1 for r in results if r.action.kind is Kind.LEAVE and r.action.reason == "in sync")
     if len(rows) == 1:
         lines = ["Nothing to do."]
     lines.append("")
+    for part in summary.policies:
+        if part.error:
+            lines.append(f"ERROR: SecretSync {part.policy}: {part.error}")
     for p in summary.problems:
         lines.append(f"{'ERROR' if p.fatal else 'NOTE'}: source {p.source}: {p.message}")
     for note in summary.notes:
@@ -97,7 +122,8 @@ def render_table(results: Sequence[Result], summary: Summary) -> str:
     per_kind = ", ".join(f"{k} {sum(v.values())}" for k, v in summary.counts.items() if k != Kind.LEAVE.value)
     reqs = ", ".join(f"{k} {v}" for k, v in sorted(summary.requests.items()))
     lines.append(
-        f"{summary.mode}: {summary.source_count} sources, {summary.target_count} target namespaces, "
+        f"{summary.mode}: {_policies(summary)}{summary.source_count} sources, "
+        f"{summary.target_count} target namespaces, "
         f"{in_sync} copies in sync"
         + (f", {per_kind}" if per_kind else "")
         + f"; {sum(summary.requests.values())} API requests ({reqs or 'none'}) in {summary.duration_seconds:.2f}s"
@@ -112,3 +138,10 @@ def render_json(results: Sequence[Result], summary: Summary) -> str:
     head = json.dumps(summary.as_dict(), indent=2).replace("\n", "\n  ")
     actions = ",\n".join("    " + json.dumps(result_dict(r)) for r in results)
     return '{\n  "summary": ' + head + ',\n  "actions": [\n' + actions + ("\n" if actions else "") + "  ]\n}\n"
+
+
+def _policies(summary: Summary) -> str:
+    names = [p.policy for p in summary.policies]
+    if not names:
+        return ""
+    return f"SecretSync {names[0]}, " if len(names) == 1 else f"{len(names)} SecretSyncs, "

@@ -123,3 +123,62 @@ def is_dns_label(name: str) -> bool:
 
 def is_dns_subdomain(name: str) -> bool:
     return len(name) <= 253 and bool(_DNS_SUBDOMAIN_RE.match(name))
+
+
+# LabelSelector operators as the API spells them (metav1.LabelSelectorRequirement) → the string form's.
+_SPEC_OPERATORS = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!exists"}
+
+
+def _requirement_text(r: Requirement) -> str:
+    values = ",".join(sorted(r.values))
+    if r.op == "exists":
+        return r.key
+    if r.op == "!exists":
+        return f"!{r.key}"
+    if r.op in ("in", "notin"):
+        return f"{r.key} {r.op} ({values})"
+    return f"{r.key}{r.op}{values}"
+
+
+def selector_from_spec(spec: object, where: str) -> LabelSelector:
+    """A metav1.LabelSelector (matchLabels + matchExpressions) → LabelSelector with its query string.
+
+    Raises ConfigError naming `where` (the field path) and the bad part.
+    """
+    if spec is None:
+        return LabelSelector("", ())
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"{where}: expected a label selector (matchLabels and/or matchExpressions)")
+    unknown = set(spec) - {"matchLabels", "matchExpressions"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; use matchLabels, matchExpressions")
+    requirements: list[Requirement] = []
+    labels = spec.get("matchLabels") or {}
+    if not isinstance(labels, Mapping):
+        raise ConfigError(f"{where}.matchLabels: expected a map of label keys to values")
+    for key, value in sorted(labels.items()):
+        _check_key(str(key), f"{where}.matchLabels", str(key))
+        _check_value(str(value), f"{where}.matchLabels", str(key))
+        requirements.append(Requirement(str(key), "=", frozenset([str(value)])))
+    expressions = spec.get("matchExpressions") or []
+    if not isinstance(expressions, list):
+        raise ConfigError(f"{where}.matchExpressions: expected a list")
+    for i, expr in enumerate(expressions):
+        at = f"{where}.matchExpressions[{i}]"
+        if not isinstance(expr, Mapping):
+            raise ConfigError(f"{at}: expected key, operator and values")
+        key, op, values = str(expr.get("key", "")), str(expr.get("operator", "")), expr.get("values") or []
+        _check_key(key, at, key)
+        if op not in _SPEC_OPERATORS:
+            raise ConfigError(f"{at}: operator {op!r} is not one of In, NotIn, Exists, DoesNotExist")
+        if not isinstance(values, list):
+            raise ConfigError(f"{at}.values: expected a list")
+        if op in ("In", "NotIn") and not values:
+            raise ConfigError(f"{at}: operator {op} needs at least one value")
+        if op in ("Exists", "DoesNotExist") and values:
+            raise ConfigError(f"{at}: operator {op} takes no values")
+        for v in values:
+            _check_value(str(v), at, key)
+        requirements.append(Requirement(key, _SPEC_OPERATORS[op], frozenset(str(v) for v in values)))
+    text = ",".join(_requirement_text(r) for r in requirements)
+    return LabelSelector(text, tuple(requirements))

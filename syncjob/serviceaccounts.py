@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from syncjob.config import Settings
 from syncjob.model import (
     PULL_SECRETS_ANNOTATION_PREFIX,
     SERVICE_ACCOUNT,
@@ -19,6 +18,7 @@ from syncjob.model import (
     Ref,
     ServiceAccount,
 )
+from syncjob.policy import Policy
 from syncjob.select import TargetDecision
 
 # Copies that exist after the plan has run (held deletes included: the guard kept them).
@@ -68,12 +68,12 @@ def plan_service_accounts(
     accounts: Iterable[ServiceAccount],
     secret_actions: Iterable[Action],
     decisions: dict[str, TargetDecision],
-    settings: Settings,
+    policy: Policy,
 ) -> list[Action]:
-    if not settings.patch_service_accounts:
+    if not policy.patch_service_accounts:
         return []
     remaining = copies_after(secret_actions)
-    by_ref = {a.ref: a for a in accounts if a.name in settings.patch_service_accounts}
+    by_ref = {a.ref: a for a in accounts if a.name in policy.patch_service_accounts}
     actions: list[Action] = []
     namespaces = sorted({*remaining, *(r.namespace for r in by_ref)})
     for namespace in namespaces:
@@ -81,18 +81,18 @@ def plan_service_accounts(
         if decision is not None and decision.terminating:
             continue
         wanted = remaining.get(namespace, set())
-        for name in settings.patch_service_accounts:
+        for name in policy.patch_service_accounts:
             account = by_ref.get(Ref(namespace, name))
             if account is not None:
-                action = plan_account(account, wanted, settings.instance)
+                action = plan_account(account, wanted, policy.instance)
                 if action is not None:
                     actions.append(action)
             elif wanted:
-                kind = Kind.CREATE if settings.create_service_accounts else Kind.SKIP
+                kind = Kind.CREATE if policy.create_service_accounts else Kind.SKIP
                 reason = (
                     "missing; created with the copies as imagePullSecrets"
                     if kind is Kind.CREATE
-                    else "missing; not created (pass --create-service-accounts to create it)"
+                    else "missing; not created (set spec.serviceAccounts.create to create it)"
                 )
                 actions.append(
                     Action(

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from syncjob.errors import EXIT_OK, EXIT_PARTIAL, EXIT_UNUSABLE
 from syncjob.model import SECRET, Kind, Plan, Ref
 from syncjob.plan import Planner
 
@@ -26,6 +27,7 @@ HELD = "held"  # a stale copy the mass-deletion guard keeps
 class SourceStatus:
     ref: Ref
     type: str
+    policy: str = ""
     created: str = ""
     enabled: bool = True
     problems: list[str] = field(default_factory=list)
@@ -67,14 +69,38 @@ def _state(kind: Kind, reason: str) -> str:
     }.get(kind, reason)
 
 
+@dataclass
+class StatusReport:
+    """What `syncjob status` found over every SecretSync it read."""
+
+    items: list[SourceStatus] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # SecretSyncs that could not be planned
+    pending_writes: int = 0  # writes a run would make (ServiceAccounts included)
+
+    @property
+    def healthy(self) -> bool:
+        return not self.errors and not self.pending_writes and all(s.healthy for s in self.items)
+
+    @property
+    def exit_code(self) -> int:
+        if self.errors:
+            return EXIT_UNUSABLE
+        return EXIT_OK if self.healthy else EXIT_PARTIAL
+
+
 def statuses(planner: Planner, plan: Plan) -> list[SourceStatus]:
+    policy = planner.policy.name
     by_ref: dict[Ref, SourceStatus] = {}
     for source in planner.snapshot.sources:
-        status = SourceStatus(source.ref, source.type, source.creation_timestamp)
+        status = SourceStatus(source.ref, source.type, policy, source.creation_timestamp)
         status.enabled = source.ref in planner.verdicts.eligible
         by_ref[source.ref] = status
     for ref in planner.snapshot.missing_sources:
-        by_ref[ref] = SourceStatus(ref, "-", problems=["not found"])
+        by_ref[ref] = SourceStatus(ref, "-", policy, problems=["not found"])
+    # Copies whose source is gone (deleted, unlabelled, no longer named): the next run deletes them.
+    for action in plan.actions:
+        if action.resource == SECRET and action.source is not None and action.source not in by_ref:
+            by_ref[action.source] = SourceStatus(action.source, "-", policy, problems=["source gone; copies remain"])
     for problem in planner.verdicts.problems:
         if problem.source in by_ref and problem.source not in planner.snapshot.missing_sources:
             by_ref[problem.source].problems.append(problem.message)
@@ -84,8 +110,9 @@ def statuses(planner: Planner, plan: Plan) -> list[SourceStatus]:
         by_ref[action.source].namespaces[action.namespace] = (_state(action.kind, action.reason), action.reason)
     # An invalid source makes no copies: its targets without one are listed too.
     for ref in planner.verdicts.invalid:
+        source = planner.verdicts.eligible[ref]
         for decision in planner.decisions.values():
-            if decision.target and not decision.terminating:
+            if decision.target and not decision.terminating and planner.wants(source, decision.namespace):
                 by_ref[ref].namespaces.setdefault(decision.namespace, (INVALID, "source is invalid; no copy made"))
     return [by_ref[r] for r in sorted(by_ref)]
 
@@ -108,20 +135,24 @@ def _columns(rows: Sequence[tuple[str, ...]]) -> str:
     )
 
 
-def render_table(items: list[SourceStatus], now: datetime) -> str:
-    rows = [("NAME", "NAMESPACE", "TYPE", "TARGETS", "IN SYNC", "AGE", "PROBLEMS")]
+def render_table(report: StatusReport, items: list[SourceStatus], now: datetime) -> str:
+    rows = [("POLICY", "NAME", "NAMESPACE", "TYPE", "TARGETS", "IN SYNC", "AGE", "PROBLEMS")]
     for s in items:
-        problems = s.problem_summary() if s.enabled else "type not enabled (--types)"
+        problems = s.problem_summary() if s.enabled else "type not enabled (spec.types)"
         rows.append(
-            (s.ref.name, s.ref.namespace, s.type, str(s.targets), str(s.in_sync), age(s.created, now), problems)
-        )
-    if len(rows) == 1:
-        return "No sources selected.\n"
-    return _columns(rows) + "\n"
+            (s.policy, s.ref.name, s.ref.namespace, s.type, str(s.targets), str(s.in_sync), age(s.created, now),
+             problems)
+        )  # fmt: skip
+    lines = [_columns(rows)] if len(rows) > 1 else ["No sources selected."]
+    if report.pending_writes and all(s.healthy for s in items):
+        lines.append(f"{report.pending_writes} ServiceAccount changes pending (the next run makes them)")
+    lines += [f"ERROR: {e}" for e in report.errors]
+    return "\n".join(lines) + "\n"
 
 
 def render_detail(status: SourceStatus, now: datetime) -> str:
     lines = [
+        f"Policy:    {status.policy}",
         f"Source:    {status.ref}",
         f"Type:      {status.type}",
         f"Age:       {age(status.created, now)}",
@@ -133,11 +164,14 @@ def render_detail(status: SourceStatus, now: datetime) -> str:
     return "\n".join(lines) + "\n\n" + (_columns(rows) if len(rows) > 1 else "No target namespaces.") + "\n"
 
 
-def as_json(items: list[SourceStatus], now: datetime) -> str:
+def as_json(report: StatusReport, items: list[SourceStatus], now: datetime) -> str:
     doc: dict[str, Any] = {
-        "inSync": all(s.healthy for s in items),
+        "inSync": report.healthy,
+        "errors": report.errors,
+        "pendingWrites": report.pending_writes,
         "sources": [
             {
+                "policy": s.policy,
                 "namespace": s.ref.namespace,
                 "name": s.ref.name,
                 "type": s.type,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
-from syncjob.config import Settings
 from syncjob.model import (
     DOCKERCONFIGJSON,
     Copy,
@@ -15,7 +15,8 @@ from syncjob.model import (
     Source,
     frozen_map,
 )
-from syncjob.plan import desired_annotations, desired_labels
+from syncjob.policy import Policy
+from syncjob.selector import parse_label_selector
 
 # Every credential a test puts into a Secret, in every form it travels in; the leak scan
 # (tests/test_zz_no_leaks.py) looks for each of them in everything syncjob printed.
@@ -60,9 +61,15 @@ def source(
     )
 
 
-def copy_of(src: Source, namespace: str, settings: Settings | None = None, **overrides: object) -> Copy:
-    """The copy syncjob would have written for `src` in `namespace`, with optional drift."""
-    settings = settings or Settings()
+def policy(name: str = "syncjob", *, namespace_selector: str | None = None, **fields: Any) -> Policy:
+    """A Policy as a SecretSync with these fields would parse to (selectors in the kubectl string form)."""
+    selector = parse_label_selector(namespace_selector) if namespace_selector is not None else None
+    return Policy(name=name, namespace_selector=selector, **fields)
+
+
+def copy_of(src: Source, namespace: str, instance: str = "syncjob", **overrides: object) -> Copy:
+    """The copy syncjob would have written for `src` in `namespace`, with optional drift. Spelled out
+    literally, not with the planner's helpers: a test must not take its expectation from the code under test."""
     fields: dict[str, object] = {
         "namespace": namespace,
         "name": src.name,
@@ -70,8 +77,15 @@ def copy_of(src: Source, namespace: str, settings: Settings | None = None, **ove
         "resource_version": "7",
         "type": src.type,
         "digest": src.digest,
-        "labels": frozen_map(desired_labels(src, settings)),
-        "annotations": frozen_map(desired_annotations(src, settings)),
+        "labels": frozen_map({"app.kubernetes.io/managed-by": "syncjob", "syncjob.dev/instance": instance}),
+        "annotations": frozen_map(
+            {
+                "syncjob.dev/source-namespace": src.namespace,
+                "syncjob.dev/source-name": src.name,
+                "syncjob.dev/source-uid": src.uid,
+                "syncjob.dev/source-digest": src.digest,
+            }
+        ),
     }
     fields.update(overrides)
     return Copy(**fields)  # type: ignore[arg-type]

@@ -25,6 +25,7 @@ from tests.factories import docker_config
 
 ROOT = Path(__file__).resolve().parent.parent
 KPACK_CRDS = ROOT / "tests" / "manifests" / "kpack-crds.yaml"
+INSTALL_MANIFEST = ROOT / "k8s" / "cronjob.yaml"
 SYNC_LABEL = {"com.vmware.tanzu.buildservice.sync": "true"}
 
 
@@ -44,9 +45,10 @@ def wait_for(condition: Callable[[], Any], what: str, timeout: float = 30.0, int
         time.sleep(interval)
 
 
-def install_kpack_crds(api: k8s.ApiClient) -> None:
+def install_crds(api: k8s.ApiClient, docs: list[dict[str, Any]]) -> None:
+    """Create these CRDs (those that exist are left) and wait until every one is established."""
     ext = k8s.ApiextensionsV1Api(api)
-    for doc in yaml.safe_load_all(KPACK_CRDS.read_text()):
+    for doc in docs:
         try:
             ext.create_custom_resource_definition(doc)
         except ApiException as e:
@@ -54,14 +56,24 @@ def install_kpack_crds(api: k8s.ApiClient) -> None:
                 raise
 
     def established() -> bool:
-        for doc in yaml.safe_load_all(KPACK_CRDS.read_text()):
+        for doc in docs:
             crd = ext.read_custom_resource_definition(doc["metadata"]["name"])
             conditions = {c.type: c.status for c in (crd.status.conditions or [])}
             if conditions.get("Established") != "True":
                 return False
         return True
 
-    wait_for(established, "kpack CRDs to be established")
+    wait_for(established, "CRDs to be established")
+
+
+def secretsync_crd() -> dict[str, Any]:
+    """The CRD exactly as k8s/cronjob.yaml ships it."""
+    docs = yaml.safe_load_all(INSTALL_MANIFEST.read_text())
+    return next(d for d in docs if d and d.get("kind") == "CustomResourceDefinition")
+
+
+def install_kpack_crds(api: k8s.ApiClient) -> None:
+    install_crds(api, [d for d in yaml.safe_load_all(KPACK_CRDS.read_text()) if d])
     discovery = k8s.CustomObjectsApi(api)
     wait_for(lambda: _served(discovery), "kpack.io/v1alpha2 to be served")
 
@@ -98,6 +110,8 @@ class RunResult:
 
 @dataclass
 class SyncEnv:
+    """Its own SecretSync (named after the prefix: the instance), source namespace and target namespaces."""
+
     cluster: Any
     prefix: str = field(default_factory=lambda: "s" + uuid.uuid4().hex[:7])
     outputs: list[str] = field(default_factory=list)  # everything every run printed, for leak scans
@@ -107,6 +121,47 @@ class SyncEnv:
         self.core = k8s.CoreV1Api(self.api)
         self.custom = k8s.CustomObjectsApi(self.api)
         self.source_ns = self.namespace("admin")
+        self.set_policy()
+
+    # the SecretSync
+    def base_spec(self) -> dict[str, Any]:
+        return {"sources": {"namespace": self.source_ns}, "targets": {"include": [f"{self.prefix}-*"]}}
+
+    def set_policy(self, name: str | None = None, **fields: Any) -> dict[str, Any]:
+        """Create or replace a SecretSync (default: this env's) whose spec is the base spec with `fields`
+        merged in (`sources` and `targets` key by key). Returns the object as the server stored it."""
+        spec = self.base_spec()
+        for key, value in fields.items():
+            if key in ("sources", "targets") and isinstance(value, dict):
+                spec[key] = {**spec[key], **value}
+            else:
+                spec[key] = value
+        return self.put_policy({"metadata": {"name": name or self.prefix}, "spec": spec})
+
+    def put_policy(self, obj: dict[str, Any]) -> dict[str, Any]:
+        body = {"apiVersion": "syncjob.dev/v1alpha1", "kind": "SecretSync", **obj}
+        name = body["metadata"]["name"]
+        try:
+            existing = self.custom.get_cluster_custom_object("syncjob.dev", "v1alpha1", "secretsyncs", name)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+            return dict(self.custom.create_cluster_custom_object("syncjob.dev", "v1alpha1", "secretsyncs", body))
+        body["metadata"] = {**body["metadata"], "resourceVersion": existing["metadata"]["resourceVersion"]}
+        return dict(self.custom.replace_cluster_custom_object("syncjob.dev", "v1alpha1", "secretsyncs", name, body))
+
+    def policy_object(self, name: str | None = None) -> dict[str, Any]:
+        return dict(
+            self.custom.get_cluster_custom_object("syncjob.dev", "v1alpha1", "secretsyncs", name or self.prefix)
+        )
+
+    def only_my_policies(self) -> None:
+        """Delete every SecretSync that is not this env's (other tests' leftovers), for flagless runs."""
+        items = self.custom.list_cluster_custom_object("syncjob.dev", "v1alpha1", "secretsyncs")["items"]
+        for item in items:
+            name = item["metadata"]["name"]
+            if not name.startswith(self.prefix):
+                self.custom.delete_cluster_custom_object("syncjob.dev", "v1alpha1", "secretsyncs", name)
 
     # namespaces and builds
     def namespace(
@@ -142,11 +197,14 @@ class SyncEnv:
         data: dict[str, str] | None = None,
         type: str = "kubernetes.io/dockerconfigjson",
         labels: dict[str, str] | None = None,
+        annotations: dict[str, str] | None = None,
         namespace: str | None = None,
     ) -> k8s.V1Secret:
         namespace = namespace or self.source_ns
         body = k8s.V1Secret(
-            metadata=k8s.V1ObjectMeta(name=name, labels=SYNC_LABEL if labels is None else labels),
+            metadata=k8s.V1ObjectMeta(
+                name=name, labels=SYNC_LABEL if labels is None else labels, annotations=annotations
+            ),
             type=type,
             data=data if data is not None else docker_config(),
         )
@@ -174,25 +232,15 @@ class SyncEnv:
         return {f"{s.metadata.namespace}/{s.metadata.name}": s for s in items}
 
     # running syncjob
-    def argv(self, *extra: str) -> list[str]:
-        return [
-            "run",
-            "--kubeconfig",
-            str(self.cluster.kubeconfig),
-            "--source-namespace",
-            self.source_ns,
-            "--include",
-            f"{self.prefix}-*",
-            "--instance",
-            self.prefix,
-            "-o",
-            "json",
-            *extra,
-        ]
+    def argv(self, *extra: str, command: str = "run", policy: str | None = None) -> list[str]:
+        kubeconfig = str(self.cluster.kubeconfig)
+        return [command, "--kubeconfig", kubeconfig, "--policy", policy or self.prefix, "-o", "json", *extra]
 
-    def run(self, *extra: str, kubeconfig: Path | None = None) -> RunResult:
+    def run(
+        self, *extra: str, kubeconfig: Path | None = None, policy: str | None = None, command: str = "run"
+    ) -> RunResult:
         """syncjob in-process (fast), stdout and stderr captured."""
-        argv = self.argv(*extra)
+        argv = self.argv(*extra, policy=policy, command=command)
         if kubeconfig is not None:
             argv[argv.index("--kubeconfig") + 1] = str(kubeconfig)
         out, err = io.StringIO(), io.StringIO()
@@ -227,6 +275,23 @@ def kpack(cluster: Any) -> None:
         install_kpack_crds(api)
 
 
+@pytest.fixture(scope="session")
+def secretsync_api(cluster: Any) -> None:
+    """The SecretSync CRD from the install manifest, installed once per session."""
+    with cluster.admin_client() as api:
+        install_crds(api, [secretsync_crd()])
+        custom = k8s.CustomObjectsApi(api)
+        wait_for(lambda: _lists(custom, "syncjob.dev", "v1alpha1", "secretsyncs"), "secretsyncs to be served")
+
+
+def _lists(api: k8s.CustomObjectsApi, group: str, version: str, plural: str) -> bool:
+    try:
+        api.list_cluster_custom_object(group, version, plural, limit=1)
+        return True
+    except ApiException:
+        return False
+
+
 @pytest.fixture
-def env(cluster: Any, kpack: None) -> SyncEnv:
+def env(cluster: Any, kpack: None, secretsync_api: None) -> SyncEnv:
     return SyncEnv(cluster)

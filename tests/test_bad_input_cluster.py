@@ -10,7 +10,7 @@ from pathlib import Path
 from kubernetes import client as k8s
 
 from tests.factories import b64, docker_config
-from tests.sync_env import SyncEnv
+from tests.sync_env import SyncEnv, wait_for
 
 
 def bind(env: SyncEnv, subject_ns: str, subject: str, role: str, *, namespace: str | None = None) -> None:
@@ -36,7 +36,12 @@ def cluster_role(env: SyncEnv, suffix: str, rules: list[k8s.V1PolicyRule]) -> st
     return name
 
 
+POLICY_RULES = [
+    k8s.V1PolicyRule(api_groups=["syncjob.dev"], resources=["secretsyncs"], verbs=["get", "list"]),
+    k8s.V1PolicyRule(api_groups=["syncjob.dev"], resources=["secretsyncs/status"], verbs=["patch"]),
+]
 READ_RULES = [
+    *POLICY_RULES,
     k8s.V1PolicyRule(api_groups=[""], resources=["namespaces", "secrets"], verbs=["get", "list"]),
     k8s.V1PolicyRule(api_groups=["kpack.io"], resources=["builds", "images"], verbs=["get", "list"]),
 ]
@@ -49,8 +54,16 @@ def test_forbidden_to_list_is_unusable_and_says_which_rule(env: SyncEnv) -> None
     nobody = env.cluster.service_account_kubeconfig(env.source_ns, "nobody")
     result = env.run(kubeconfig=nobody)
     assert result.code == 2
-    assert "forbidden" in result.stderr and "list on secrets" in result.stderr
+    assert "forbidden" in result.stderr and "get and list on secretsyncs.syncjob.dev" in result.stderr
+    # May read its SecretSync, not the Secrets: the policy is unusable (exit 2), and the message says which rule.
+    bind(env, env.source_ns, "nobody", cluster_role(env, "policy-only", POLICY_RULES))
+    # (RBAC takes effect when the server's informer sees the binding: poll, no sleep.)
+    result = wait_for(lambda: (r := env.run(kubeconfig=nobody)).code == 2 and "list on secrets" in r.stderr and r,
+                      "the binding to take effect")  # fmt: skip
+    assert "forbidden" in result.stderr
     assert "k8s/cronjob.yaml" in result.stderr
+    ready = next(c for c in env.policy_object()["status"]["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "ReadFailed")
 
 
 def test_forbidden_to_write_one_namespace_fails_that_object_only(env: SyncEnv) -> None:

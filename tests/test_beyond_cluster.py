@@ -9,6 +9,7 @@ import json
 from kubernetes import client as k8s
 
 from syncjob import cli
+from syncjob.policy import InvalidPolicy
 from tests.factories import b64, docker_config
 from tests.sync_env import ALL_OUTPUTS, SyncEnv, wait_for
 
@@ -31,16 +32,17 @@ def test_service_accounts_get_the_copy_and_lose_only_what_syncjob_added(env: Syn
     service_account(env, a, refs=["team-own"])
     service_account(env, b, refs=["regcred"])  # someone added the same name by hand before syncjob came
     env.put_source()
-    result = env.run("--patch-service-accounts", "builder")
+    env.set_policy(serviceAccounts={"patch": ["builder"]})
+    result = env.run()
     assert result.code == 0, result.stderr
     assert pull_secrets(env, a) == ["team-own", "regcred"]
     assert pull_secrets(env, b) == ["regcred"]
     patched = [x for x in result.actions("patch") if x["resource"] == "ServiceAccount"]
     assert {x["namespace"] for x in patched} == {a}
-    assert env.run("--patch-service-accounts", "builder").writes() == 0  # steady state
+    assert env.run().writes() == 0  # steady state
 
     env.core.delete_namespaced_secret("regcred", env.source_ns)  # GC: the copies go...
-    result = env.run("--patch-service-accounts", "builder")
+    result = env.run()
     assert result.code == 0
     assert env.copies() == {}
     assert pull_secrets(env, a) == ["team-own"]  # ...and the reference syncjob added goes with them
@@ -52,11 +54,13 @@ def test_service_accounts_get_the_copy_and_lose_only_what_syncjob_added(env: Syn
 def test_missing_service_account_is_reported_or_created_on_request(env: SyncEnv) -> None:
     a = env.build_namespace("a")
     env.put_source()
-    result = env.run("--patch-service-accounts", "builder")
+    env.set_policy(serviceAccounts={"patch": ["builder"]})
+    result = env.run()
     assert result.code == 0
     (skip,) = [x for x in result.actions("skip") if x["resource"] == "ServiceAccount"]
-    assert skip["namespace"] == a and "--create-service-accounts" in skip["reason"]
-    result = env.run("--patch-service-accounts", "builder", "--create-service-accounts")
+    assert skip["namespace"] == a and "spec.serviceAccounts.create" in skip["reason"]
+    env.set_policy(serviceAccounts={"patch": ["builder"], "create": True})
+    result = env.run()
     assert result.code == 0, result.stderr
     assert pull_secrets(env, a) == ["regcred"]
 
@@ -65,15 +69,19 @@ def test_a_concurrent_change_to_the_service_account_is_not_clobbered(env: SyncEn
     """The patch carries the resourceVersion that was read: a change made in between is kept."""
     from syncjob.cli import resolve, settings_from
     from syncjob.kube.apply import Applier
-    from syncjob.runner import make_kube, plan_run
+    from syncjob.kube.read import ReadMemo
+    from syncjob.runner import load_policies, make_kube, plan_policy
 
     a = env.build_namespace("a")
     service_account(env, a)
     env.put_source()
-    args = cli.build_parser().parse_args(env.argv("--patch-service-accounts", "builder"))
+    env.set_policy(serviceAccounts={"patch": ["builder"]})
+    args = cli.build_parser().parse_args(env.argv())
     settings = settings_from(resolve(args, {}))
     kube = make_kube(settings)
-    _, planner, plan = plan_run(settings, kube)
+    ((policy, _),) = load_policies(settings, kube, None)
+    assert not isinstance(policy, InvalidPolicy)
+    _, planner, plan = plan_policy(policy, kube, None, ReadMemo())
     # Someone edits the ServiceAccount after syncjob read it and before it writes.
     env.core.patch_namespaced_service_account("builder", a, {"imagePullSecrets": [{"name": "late-addition"}]})
     results = Applier(kube, planner).apply(plan.actions)
@@ -85,7 +93,7 @@ def test_a_concurrent_change_to_the_service_account_is_not_clobbered(env: SyncEn
 
 def status(env: SyncEnv, *flags: str) -> tuple[int, str]:
     out, err = io.StringIO(), io.StringIO()
-    argv = ["status", *env.argv(*flags)[1:]]
+    argv = env.argv(*flags, command="status")
     argv = [x for x in argv if x not in ("-o", "json")] if "json" not in flags else argv
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = cli.main(argv, environ={})
@@ -104,10 +112,11 @@ def test_status_shows_what_is_synced_where_and_gates_on_it(env: SyncEnv) -> None
     code, table = status(env)
     assert code == 1
     header, *rows = table.splitlines()
-    assert header.split() == ["NAME", "NAMESPACE", "TYPE", "TARGETS", "IN", "SYNC", "AGE", "PROBLEMS"]
-    regcred = next(r for r in rows if r.startswith("regcred"))
+    assert header.split() == ["POLICY", "NAME", "NAMESPACE", "TYPE", "TARGETS", "IN", "SYNC", "AGE", "PROBLEMS"]
+    regcred = next(r for r in rows if r.split()[1] == "regcred")
+    assert regcred.split()[0] == env.prefix
     assert "3" in regcred.split() and "1 missing" in regcred
-    assert "credsStore" in next(r for r in rows if r.startswith("broken"))
+    assert "credsStore" in next(r for r in rows if r.split()[1] == "broken")
 
     code, detail = status(env, "--source", f"{env.source_ns}/regcred")
     assert code == 1
@@ -132,11 +141,13 @@ def test_metadata_policy_change_updates_existing_copies(env: SyncEnv) -> None:
     env.put_source(labels=labels)
     env.run()
     assert "team" not in env.copies()[f"{a}/regcred"].metadata.labels
-    result = env.run("--copy-labels", "team,helm.sh/*")
+    env.set_policy(copyMetadata={"labels": ["team", "helm.sh/*"]})
+    result = env.run()
     assert result.summary["actions"]["update"] == {"done": 1}
     copied = env.copies()[f"{a}/regcred"].metadata.labels
     assert copied["team"] == "platform" and "helm.sh/chart" not in copied
-    env.run()  # the policy is dropped again: so is the label
+    env.set_policy()  # the policy is dropped again: so is the label
+    env.run()
     assert "team" not in env.copies()[f"{a}/regcred"].metadata.labels
 
 

@@ -7,8 +7,8 @@ What is proven here:
 - with a token of the manifest's ServiceAccount, bound only by the manifest's ClusterRole, a full
   run (create, update, garbage collection, and the documented uninstall run) succeeds, while that
   identity is denied what it has no business doing;
-- the optional role, bound as the docs say, covers --patch-service-accounts,
-  --create-service-accounts and --events;
+- the optional role, bound as the docs say, covers spec.serviceAccounts.patch and .create, and
+  --events;
 - the manifest's SYNCJOB_* settings are the ones the CLI reads, and parse;
 - the commands in docs/install.md are the ones checked here.
 
@@ -47,13 +47,20 @@ SERVICE_ACCOUNT = "syncjob"
 TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 STRICT = ("fieldValidation", "Strict")
 FIELD_MANAGER = "syncjob-deploy-test"
+# The step of docs/install.md's uninstall that makes a SecretSync select no source.
+UNINSTALL_PATCH = (
+    "kubectl patch secretsync syncjob --type merge -p "
+    """'{"spec":{"sources":{"selector":{"matchLabels":{"syncjob.dev/none":"true"}},"names":null}}}'"""
+)
 
 # What one run sends (syncjob/kube/read.py, apply.py), as (API group, resource) -> verbs.
 EXPECTED_RULES = {
-    ("", "namespaces"): {"get", "list"},
-    ("", "secrets"): {"get", "list", "create", "update", "patch", "delete"},
-    ("kpack.io", "builds"): {"get", "list"},
-    ("kpack.io", "images"): {"get", "list"},
+    ("syncjob.dev", "secretsyncs"): {"get", "list"},
+    ("syncjob.dev", "secretsyncs/status"): {"patch"},
+    ("", "namespaces"): {"list"},
+    ("", "secrets"): {"get", "list", "create", "update", "delete"},
+    ("kpack.io", "builds"): {"list"},
+    ("kpack.io", "images"): {"list"},
 }
 
 
@@ -274,7 +281,7 @@ def deployed(cluster: ControlPlane, dynamic: DynamicClient) -> dict[tuple[str, s
     with cluster.service_account_client(NAMESPACE, SERVICE_ACCOUNT) as api:
 
         def bound() -> bool:
-            return all(self_review(api, "list", r, g) for (g, r) in EXPECTED_RULES)
+            return all(self_review(api, verb, r, g) for (g, r), verbs in EXPECTED_RULES.items() for verb in verbs)
 
         wait_for(bound, "the manifest's ClusterRoleBinding to take effect")
     return outcome
@@ -298,10 +305,20 @@ def test_cluster_role_grants_exactly_what_a_run_needs() -> None:
     applied_bindings = [d for d in manifest_docs() if d["kind"] in ("ClusterRoleBinding", "RoleBinding")]
     assert [b["roleRef"]["name"] for b in applied_bindings] == ["syncjob"]
     optional = rules_of(one("ClusterRole", "syncjob-optional"))
-    assert optional[("", "serviceaccounts")] == {"get", "list", "patch", "update", "create"}
-    assert optional[("", "events")] == {"create", "patch"}
-    assert rules_of(one("Role", "syncjob-lock")) == {("coordination.k8s.io", "leases"): {"get", "create", "update"}}
+    assert optional == {("", "serviceaccounts"): {"get", "list", "patch", "create"}, ("", "events"): {"create"}}
     assert "cannot narrow `list`" in MANIFEST.read_text()
+
+
+def test_the_install_manifest_holds_the_api_and_no_policy() -> None:
+    """Re-applying it (the documented upgrade) must never reset a SecretSync: it holds none."""
+    kinds = [d["kind"] for d in manifest_docs()]
+    assert kinds[0] == "CustomResourceDefinition"  # the API first, so one apply installs it all
+    assert "SecretSync" not in kinds
+    crd = one("CustomResourceDefinition", "secretsyncs.syncjob.dev")["spec"]
+    assert (crd["group"], crd["scope"], crd["names"]["kind"]) == ("syncjob.dev", "Cluster", "SecretSync")
+    assert [v["name"] for v in crd["versions"]] == ["v1alpha1"]
+    (default,) = yaml.safe_load_all((ROOT / "k8s" / "policies" / "default.yaml").read_text())
+    assert (default["kind"], default["metadata"]["name"]) == ("SecretSync", "syncjob")
 
 
 def test_namespace_and_service_account_are_locked_down() -> None:
@@ -393,11 +410,14 @@ def test_install_doc_commands_match_the_manifest() -> None:
     container_name = container()["name"]
     for line in (
         "kubectl apply -f k8s/cronjob.yaml",
+        "kubectl wait --for condition=established crd/secretsyncs.syncjob.dev",
+        "kubectl apply -f k8s/policies/default.yaml",
         f"kubectl -n syncjob set image cronjob/syncjob {container_name}=REGISTRY/syncjob:TAG",
         "kubectl create job --from=cronjob/syncjob syncjob-manual-$(date +%s) -n syncjob",
         "syncjob run --dry-run --kubeconfig ~/.kube/config -o table",
         "kubectl delete -f k8s/cronjob.yaml",
-        "--source-selector syncjob.dev/none=true --max-delete",
+        UNINSTALL_PATCH,
+        "syncjob run --kubeconfig ~/.kube/config --max-delete 1000 -o table",
         "cannot narrow `list` by label",
     ):
         assert line in doc, f"docs/install.md lacks {line!r}"
@@ -420,13 +440,13 @@ def test_install_doc_commands_match_the_manifest() -> None:
     for argv in commands:
         args = cli.build_parser().parse_args(argv)
         cli.settings_from(cli.resolve(args, {}))
-    # The optional roles the doc tells you to bind are the manifest's.
-    # The optional features the manifest and the doc name are real flags.
-    for flag in ("--patch-service-accounts", "--create-service-accounts", "--events"):
-        assert flag in {o.flag for o in cli.RUN_OPTIONS}, f"{flag} is not a `syncjob run` flag"
-        assert flag in doc and flag in MANIFEST.read_text(), flag
+    # The optional features the manifest and the doc name are real: a flag, and SecretSync fields.
+    assert "--events" in {o.flag for o in cli.RUN_OPTIONS}
+    for name in ("--events", "spec.serviceAccounts.patch", "spec.serviceAccounts.create"):
+        assert name in doc and name in MANIFEST.read_text(), name
+    # The optional role the doc tells you to bind is the manifest's.
     roles = re.findall(r"--(?:cluster)?role=(\S+)", doc)
-    assert len(roles) == 2, roles
+    assert len(roles) == 1, roles
     for role in roles:
         assert role in {d["metadata"]["name"] for d in manifest_docs() if d["kind"] in ("ClusterRole", "Role")}
 
@@ -463,10 +483,7 @@ def test_the_no_warnings_check_has_teeth(dynamic: DynamicClient, deployed: objec
 
 def test_commented_out_bindings_are_valid(dynamic: DynamicClient, deployed: object) -> None:
     bindings = commented_bindings()
-    assert {(b["kind"], b["roleRef"]["name"]) for b in bindings} == {
-        ("ClusterRoleBinding", "syncjob-optional"),
-        ("RoleBinding", "syncjob-lock"),
-    }
+    assert {(b["kind"], b["roleRef"]["name"]) for b in bindings} == {("ClusterRoleBinding", "syncjob-optional")}
     for binding in bindings:
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": NAMESPACE}]
         _, warnings = send(dynamic, "create", binding, dry_run="All")
@@ -565,25 +582,29 @@ def test_the_documented_kubectl_run_pod_is_admitted(cluster: ControlPlane, deplo
 def test_a_full_run_with_the_manifest_identity(env: SyncEnv, sa_kubeconfig: Path) -> None:
     a, b = env.build_namespace("a"), env.build_namespace("b", kind="builds")
     env.put_source()
-    env.put_source("extra", labels={})  # named with --source: a GET, not the LIST by label
-    extra = ("--source", f"{env.source_ns}/extra")
+    env.put_source("extra", labels={})  # named in spec.sources.names: a GET, not the LIST by label
+    env.set_policy(sources={"names": [f"{env.source_ns}/extra"]})
 
-    first = env.run(*extra, kubeconfig=sa_kubeconfig)
+    first = env.run(kubeconfig=sa_kubeconfig)
     assert first.code == 0, first.stderr
     assert sorted(env.copies()) == sorted(f"{ns}/{name}" for ns in (a, b) for name in ("regcred", "extra"))
     assert first.summary["actions"]["create"] == {"done": 4}
 
     source = env.put_source(data=docker_config(password="rotated"))
-    second = env.run(*extra, kubeconfig=sa_kubeconfig)
+    second = env.run(kubeconfig=sa_kubeconfig)
     assert second.code == 0, second.stderr
     assert second.summary["actions"]["update"] == {"done": 2}
     assert all(env.copies()[f"{ns}/regcred"].data == source.data for ns in (a, b))
 
     env.core.delete_namespaced_secret("regcred", env.source_ns)
-    third = env.run(kubeconfig=sa_kubeconfig)  # and `extra` is no longer named
+    env.set_policy()  # and `extra` is no longer named
+    third = env.run(kubeconfig=sa_kubeconfig)
     assert third.code == 0, third.stderr
     assert third.summary["actions"]["delete"] == {"done": 4}
     assert env.copies() == {}
+    # Each run wrote its SecretSync's status with the manifest's identity.
+    status = env.policy_object()["status"]
+    assert status["lastRun"]["exitCode"] == 0 and status["conditions"][0]["reason"] == "InSync"
 
 
 def test_the_documented_uninstall_run_removes_every_copy(env: SyncEnv, sa_kubeconfig: Path) -> None:
@@ -591,12 +612,14 @@ def test_the_documented_uninstall_run_removes_every_copy(env: SyncEnv, sa_kubeco
     env.put_source()
     assert env.run(kubeconfig=sa_kubeconfig).code == 0
     assert len(env.copies()) == 12
-    none_selected = ("--source-selector", "syncjob.dev/none=true")
+    # The patch docs/install.md gives, on this env's SecretSync.
+    patch = json.loads(shlex.split(UNINSTALL_PATCH)[-1])
+    env.custom.patch_cluster_custom_object("syncjob.dev", "v1alpha1", "secretsyncs", env.prefix, patch)
     # 12 deletes of 12 copies: the mass-deletion guard holds them...
-    held = env.run(*none_selected, kubeconfig=sa_kubeconfig)
+    held = env.run(kubeconfig=sa_kubeconfig)
     assert held.code == 1 and len(env.copies()) == 12
     # ...until --max-delete allows them, as docs/install.md says.
-    removed = env.run(*none_selected, "--max-delete", "1000", kubeconfig=sa_kubeconfig)
+    removed = env.run("--max-delete", "1000", kubeconfig=sa_kubeconfig)
     assert removed.code == 0, removed.stderr
     assert env.copies() == {}
     assert all(env.secret(ns) is None for ns in targets)
@@ -622,6 +645,11 @@ def test_the_manifest_identity_is_denied_everything_else(cluster: ControlPlane, 
         forbidden(lambda: k8s.CoordinationV1Api(api).create_namespaced_lease(NAMESPACE, lease))
         # Verbs a run never uses, even on the kinds it may touch.
         for verb, resource, group in (
+            ("update", "secretsyncs", "syncjob.dev"),  # the job reports on its intent, never edits it
+            ("create", "secretsyncs", "syncjob.dev"),
+            ("patch", "secrets", ""),
+            ("get", "namespaces", ""),
+            ("get", "images", "kpack.io"),
             ("watch", "secrets", ""),
             ("deletecollection", "secrets", ""),
             ("delete", "namespaces", ""),
@@ -663,10 +691,9 @@ def test_the_optional_role_covers_the_optional_features(cluster: ControlPlane, e
     kubeconfig = cluster.service_account_kubeconfig(home, account, create=False)
     a = env.build_namespace("a")
     env.put_source()
+    env.set_policy(serviceAccounts={"patch": ["builder"], "create": True})
 
-    result = env.run(
-        "--patch-service-accounts", "builder", "--create-service-accounts", "--events", kubeconfig=kubeconfig
-    )
+    result = env.run("--events", kubeconfig=kubeconfig)
     assert result.code == 0, result.stderr
     assert "event_failed" not in result.stderr
     builder = env.core.read_namespaced_service_account("builder", a)
@@ -676,15 +703,18 @@ def test_the_optional_role_covers_the_optional_features(cluster: ControlPlane, e
 
     # The same features with the manifest's identity alone: refused, and said so.
     sa_kubeconfig = cluster.service_account_kubeconfig(NAMESPACE, SERVICE_ACCOUNT, create=False)
-    refused = env.run("--patch-service-accounts", "builder", kubeconfig=sa_kubeconfig)
+    refused = env.run(kubeconfig=sa_kubeconfig)
     assert refused.code == 2 and "forbidden" in refused.stderr.lower(), refused.stderr
 
 
 # --- 4. the manifest's settings with the manifest's identity ---------------------------------
 
 
-def test_manifest_settings_and_identity_plan_against_the_cluster(sa_kubeconfig: Path, kpack: None) -> None:
-    """The CronJob's run, as far as a test can make it: its env, its identity, a dry-run."""
+def test_manifest_settings_and_identity_plan_against_the_cluster(env: SyncEnv, sa_kubeconfig: Path) -> None:
+    """The CronJob's run, as far as a test can make it: its env, its identity, every SecretSync, a dry-run."""
+    env.build_namespace("a")
+    env.put_source()
+    env.only_my_policies()  # other tests' SecretSyncs are theirs to judge
     proc = run_with_manifest_env("--kubeconfig", str(sa_kubeconfig), "--dry-run")
     assert proc.returncode != 2, proc.stderr
     assert "unknown_env_var" not in proc.stderr and "forbidden" not in proc.stderr.lower()
@@ -699,6 +729,7 @@ def test_readme_gives_the_same_commands_as_the_install_guide() -> None:
     assert run_block in shell_blocks(readme), "README's kubectl run must be the one docs/install.md documents"
     for line in (
         "kubectl apply -f k8s/cronjob.yaml",
+        "kubectl apply -f k8s/policies/default.yaml",
         "kubectl -n syncjob set image cronjob/syncjob syncjob=REGISTRY/syncjob:TAG",
         "kubectl create job --from=cronjob/syncjob syncjob-manual-$(date +%s) -n syncjob",
         "syncjob run --dry-run --kubeconfig ~/.kube/config -o table",

@@ -293,16 +293,34 @@ def test_malformed_gateway_url_is_a_warning(events: list[tuple[str, dict[str, An
     assert warning["error"] == "ValueError"
 
 
-def test_both_sinks_and_the_cli_values(gateway: Gateway, tmp_path: Path) -> None:
+def test_both_sinks_one_textfile_for_every_secretsync(gateway: Gateway, tmp_path: Path) -> None:
+    """One family per metric in the file (promtool refuses a family twice), a Pushgateway group each."""
     path = tmp_path / "syncjob.prom"
-    values = {"metrics_textfile": path, "pushgateway": gateway.url, "instance": "blue"}
-    metrics.publish_from_values(values, summary(), RESULTS, now=NOW)
-    assert [(m, p) for m, p, _ in gateway.requests] == [("PUT", "/metrics/job/syncjob/instance/blue")]
+    failed = summary(exit_code=1)
+    metrics.publish_parts(
+        [("blue", summary(), RESULTS), ("green", failed, RESULTS)], textfile=path, pushgateway=gateway.url, now=NOW
+    )
+    assert [(m, p) for m, p, _ in gateway.requests] == [
+        ("PUT", "/metrics/job/syncjob/instance/blue"),  # a success replaces its group
+        ("POST", "/metrics/job/syncjob/instance/green"),  # a failure keeps green's last success
+    ]
+    text = path.read_text()
+    assert text.count("# TYPE syncjob_exit_code gauge") == 1
+    exits = {dict(labels)["syncjob_instance"]: value for (name, labels), value in samples(text).items()
+             if name == "syncjob_exit_code"}  # fmt: skip
+    assert exits == {"blue": 0.0, "green": 1.0}
+
+
+def test_an_unusable_run_is_published_under_the_policies_it_named(gateway: Gateway, tmp_path: Path) -> None:
+    path = tmp_path / "s.prom"
+    metrics.publish_unusable({"metrics_textfile": path, "policy": ("blue",)}, 2, 0.1, now=NOW)
+    metrics.publish_unusable({"pushgateway": gateway.url}, 2, 0.1, now=NOW)
     labels = {dict(k[1]).get("syncjob_instance") for k in samples(path.read_text())}
     assert labels == {"blue"}
+    assert [p for _, p, _ in gateway.requests] == ["/metrics/job/syncjob/instance/all"]
 
 
 def test_no_sink_no_output(gateway: Gateway, tmp_path: Path) -> None:
-    metrics.publish_from_values({"instance": "prod"}, summary(), RESULTS, now=NOW)
+    metrics.publish_unusable({"policy": ("prod",)}, 2, 0.1, now=NOW)
     assert gateway.requests == []
     assert list(tmp_path.iterdir()) == []

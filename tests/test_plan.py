@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from syncjob.config import BuildResource, Settings
+from syncjob.config import BuildResource
 from syncjob.model import IGNORE_ANNOTATION, Kind, Plan, Ref
 from syncjob.plan import copy_body, plan
-from tests.factories import b64, cluster, copy_of, docker_config, ns, occupant, source
+from tests.factories import b64, cluster, copy_of, docker_config, ns, occupant, policy, source
 
 
 def kinds(p: Plan) -> dict[tuple[str, str], Kind]:
@@ -15,14 +15,14 @@ def kinds(p: Plan) -> dict[tuple[str, str], Kind]:
 def test_creates_a_copy_in_every_build_namespace_and_nowhere_else() -> None:
     src = source()
     snap = cluster([src], ["team-a", "team-b", "idle", "kube-system"], builds=["team-a", "team-b", "kube-system"])
-    result = kinds(plan(snap, Settings()))
+    result = kinds(plan(snap, policy()))
     assert result == {("team-a", "regcred"): Kind.CREATE, ("team-b", "regcred"): Kind.CREATE}
 
 
 def test_in_sync_copy_is_left() -> None:
     src = source()
     snap = cluster([src], ["team-a"], ["team-a"], copies=[copy_of(src, "team-a")])
-    (action,) = plan(snap, Settings()).actions
+    (action,) = plan(snap, policy()).actions
     assert (action.kind, action.reason) == (Kind.LEAVE, "in sync")
 
 
@@ -30,7 +30,7 @@ def test_source_edit_updates_with_the_listed_resource_version() -> None:
     old = source(data=docker_config(password="old"))
     new = source(data=docker_config(password="new"))
     snap = cluster([new], ["team-a"], ["team-a"], copies=[copy_of(old, "team-a")])
-    (action,) = plan(snap, Settings()).actions
+    (action,) = plan(snap, policy()).actions
     assert action.kind is Kind.UPDATE
     assert action.expected_resource_version == "7"
     assert action.expected_uid == "copy-team-a-regcred"
@@ -41,7 +41,7 @@ def test_hand_edited_copy_is_repaired() -> None:
     edited = copy_of(src, "team-a", digest="sha256:someone-else")
     relabelled = copy_of(src, "team-b", labels={**copy_of(src, "team-b").labels, "extra": "x"})
     snap = cluster([src], ["team-a", "team-b"], ["team-a", "team-b"], copies=[edited, relabelled])
-    actions = {a.namespace: a for a in plan(snap, Settings()).actions}
+    actions = {a.namespace: a for a in plan(snap, policy()).actions}
     assert actions["team-a"].kind is Kind.UPDATE and "data" in actions["team-a"].reason
     assert actions["team-b"].kind is Kind.UPDATE and "labels" in actions["team-b"].reason
 
@@ -51,13 +51,13 @@ def test_type_change_and_immutable_copy_are_recreated() -> None:
     old_type = copy_of(src, "team-a", type="kubernetes.io/dockerconfigjson")
     frozen = copy_of(src, "team-b", immutable=True, digest="sha256:old")
     snap = cluster([src], ["team-a", "team-b"], ["team-a", "team-b"], copies=[old_type, frozen])
-    assert kinds(plan(snap, Settings())) == {("team-a", "regcred"): Kind.RECREATE, ("team-b", "regcred"): Kind.RECREATE}
+    assert kinds(plan(snap, policy())) == {("team-a", "regcred"): Kind.RECREATE, ("team-b", "regcred"): Kind.RECREATE}
 
 
 def test_deleted_or_unlabelled_source_deletes_its_copies_with_preconditions() -> None:
     gone = source()
     snap = cluster([], ["team-a"], ["team-a"], copies=[copy_of(gone, "team-a")])
-    (action,) = plan(snap, Settings()).actions
+    (action,) = plan(snap, policy()).actions
     assert action.kind is Kind.DELETE
     assert "source deleted" in action.reason
     assert (action.expected_uid, action.expected_resource_version) == ("copy-team-a-regcred", "7")
@@ -66,14 +66,14 @@ def test_deleted_or_unlabelled_source_deletes_its_copies_with_preconditions() ->
 def test_namespace_without_builds_loses_its_copy() -> None:
     src = source()
     snap = cluster([src], ["team-a"], [], copies=[copy_of(src, "team-a")])
-    (action,) = plan(snap, Settings()).actions
+    (action,) = plan(snap, policy()).actions
     assert action.kind is Kind.DELETE and "no builds" in action.reason
 
 
 def test_unmanaged_same_name_secret_is_a_conflict_and_never_written() -> None:
     src = source()
     snap = cluster([src], ["team-a"], ["team-a"], occupants=[occupant("team-a", managed_by="Helm")])
-    (action,) = plan(snap, Settings()).actions
+    (action,) = plan(snap, policy()).actions
     assert action.kind is Kind.CONFLICT and "Helm" in action.reason
     assert not action.kind.writes
 
@@ -81,7 +81,7 @@ def test_unmanaged_same_name_secret_is_a_conflict_and_never_written() -> None:
 def test_other_instance_copy_is_a_conflict() -> None:
     src = source()
     snap = cluster([src], ["team-a"], ["team-a"], occupants=[occupant("team-a", managed_by="syncjob", instance="blue")])
-    (action,) = plan(snap, Settings(instance="green")).actions
+    (action,) = plan(snap, policy("green")).actions
     assert action.kind is Kind.CONFLICT and "'blue'" in action.reason
 
 
@@ -89,14 +89,14 @@ def test_labelled_copy_without_owner_annotation_is_not_touched() -> None:
     src = source()
     unproven = copy_of(src, "team-a", annotations={})
     snap = cluster([], ["team-a"], [], copies=[unproven])
-    (action,) = plan(snap, Settings()).actions
+    (action,) = plan(snap, policy()).actions
     assert action.kind is Kind.CONFLICT
 
 
 def test_two_sources_with_one_name_are_a_conflict() -> None:
     a, b = source(namespace="build-service"), source(namespace="other-admin")
     snap = cluster([a, b], ["team-a", "other-admin"], ["team-a"])
-    settings = Settings(sources=(Ref("other-admin", "regcred"),))
+    settings = policy(sources=(Ref("other-admin", "regcred"),))
     (action,) = plan(snap, settings).actions
     assert action.kind is Kind.CONFLICT and "same name" in action.reason
 
@@ -104,7 +104,7 @@ def test_two_sources_with_one_name_are_a_conflict() -> None:
 def test_terminating_namespace_is_skipped_not_written() -> None:
     src = source()
     snap = cluster([src], [ns("dying", phase="Terminating")], ["dying"], copies=[])
-    (action,) = plan(snap, Settings()).actions
+    (action,) = plan(snap, policy()).actions
     assert action.kind is Kind.SKIP and "terminating" in action.reason
 
 
@@ -113,7 +113,7 @@ def test_invalid_source_makes_no_copies_and_leaves_existing_ones() -> None:
     broken = source(data={".dockerconfigjson": b64('{"credsStore": "desktop"}')})
     snap = cluster([broken], ["team-a", "team-b", "idle"], ["team-a", "team-b"], copies=[copy_of(good, "team-a"),
                    copy_of(good, "idle")])  # fmt: skip
-    p = plan(snap, Settings())
+    p = plan(snap, policy())
     assert kinds(p) == {("team-a", "regcred"): Kind.LEAVE, ("idle", "regcred"): Kind.LEAVE}
     (problem,) = p.problems
     assert problem.fatal and "credsStore" in problem.message
@@ -121,10 +121,10 @@ def test_invalid_source_makes_no_copies_and_leaves_existing_ones() -> None:
 
 def test_disabled_type_is_reported_not_synced() -> None:
     opaque = source(type="Opaque", data={"token": b64("t")})
-    p = plan(cluster([opaque], ["team-a"], ["team-a"]), Settings())
+    p = plan(cluster([opaque], ["team-a"], ["team-a"]), policy())
     assert p.actions == ()
-    assert not p.problems[0].fatal and "--types" in p.problems[0].message
-    p2 = plan(cluster([opaque], ["team-a"], ["team-a"]), Settings(types=("Opaque",)))
+    assert not p.problems[0].fatal and "spec.types" in p.problems[0].message
+    p2 = plan(cluster([opaque], ["team-a"], ["team-a"]), policy(types=("Opaque",)))
     assert kinds(p2) == {("team-a", "regcred"): Kind.CREATE}
 
 
@@ -138,11 +138,11 @@ def test_selection_modes_globs_and_opt_out() -> None:
         ns("kube-public", labels={"builds": "yes"}),
     ]
     snap = cluster([src], namespaces, builds=[])
-    by_selector = {a.namespace for a in plan(snap, Settings(namespace_selector="builds=yes")).actions}
+    by_selector = {a.namespace for a in plan(snap, policy(namespace_selector="builds=yes")).actions}
     assert by_selector == {"team-a", "team-b"}
-    everything = {a.namespace for a in plan(snap, Settings(all_namespaces=True, exclude=("team-?",))).actions}
+    everything = {a.namespace for a in plan(snap, policy(all_namespaces=True, exclude=("team-?",))).actions}
     assert everything == {"other"}
-    included = {a.namespace for a in plan(snap, Settings(all_namespaces=True, include=("team-*",))).actions}
+    included = {a.namespace for a in plan(snap, policy(all_namespaces=True, include=("team-*",))).actions}
     assert included == {"team-a", "team-b"}
 
 
@@ -151,13 +151,13 @@ def test_copy_body_carries_only_data_type_and_syncjob_metadata() -> None:
         labels={"com.vmware.tanzu.buildservice.sync": "true", "argocd.argoproj.io/instance": "x", "team": "a"},
         annotations={"kubectl.kubernetes.io/last-applied-configuration": "{}", "note": "n"},
     )
-    body = copy_body(src, Settings(copy_labels=("*",), copy_annotations=("*",)), "team-a")
+    body = copy_body(src, policy(copy_labels=("*",), copy_annotations=("*",)), "team-a")
     assert set(body) == {"apiVersion", "kind", "metadata", "type", "data"}
     assert set(body["metadata"]) == {"name", "namespace", "labels", "annotations"}
     labels, annotations = body["metadata"]["labels"], body["metadata"]["annotations"]
     assert "argocd.argoproj.io/instance" not in labels and labels["team"] == "a"
     assert "kubectl.kubernetes.io/last-applied-configuration" not in annotations and annotations["note"] == "n"
-    plain = copy_body(src, Settings(), "team-a")["metadata"]["labels"]
+    plain = copy_body(src, policy(), "team-a")["metadata"]["labels"]
     assert set(plain) == {"app.kubernetes.io/managed-by", "syncjob.dev/instance"}
 
 
@@ -166,12 +166,12 @@ def test_mass_deletion_guard_holds_every_delete() -> None:
     names = [f"team-{i}" for i in range(20)]
     copies = [copy_of(src, n) for n in names]
     snap = cluster([], names, names, copies=copies)  # the source vanished: 20 deletes of 20 copies
-    p = plan(snap, Settings())
+    p = plan(snap, policy())
     assert {a.kind for a in p.actions} == {Kind.HOLD}
     assert "--max-delete 20" in p.notes[0]
-    assert {a.kind for a in plan(snap, Settings(max_delete=20)).actions} == {Kind.DELETE}
+    assert {a.kind for a in plan(snap, policy(max_delete=20)).actions} == {Kind.DELETE}
     small = cluster([], names[:10], names[:10], copies=copies[:10])
-    assert {a.kind for a in plan(small, Settings()).actions} == {Kind.DELETE}
+    assert {a.kind for a in plan(small, policy()).actions} == {Kind.DELETE}
 
 
 def test_build_resource_parsing() -> None:

@@ -12,7 +12,6 @@ from dataclasses import replace
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from syncjob.config import Settings
 from syncjob.model import (
     DOCKERCFG,
     DOCKERCONFIGJSON,
@@ -27,8 +26,9 @@ from syncjob.model import (
     frozen_map,
 )
 from syncjob.plan import desired_annotations, desired_labels, plan
+from syncjob.policy import Policy
 from syncjob.select import decide_all
-from tests.factories import b64, docker_config, ns
+from tests.factories import b64, docker_config, ns, policy
 
 settings.register_profile("ci", max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -63,7 +63,7 @@ def sources(draw: st.DrawFn) -> list[Source]:
 
 
 @st.composite
-def clusters(draw: st.DrawFn) -> tuple[Snapshot, Settings]:
+def clusters(draw: st.DrawFn) -> tuple[Snapshot, Policy]:
     srcs = draw(sources())
     namespaces = []
     for name in NAMESPACES:
@@ -71,7 +71,7 @@ def clusters(draw: st.DrawFn) -> tuple[Snapshot, Settings]:
         ignore = draw(st.booleans()) and draw(st.booleans())
         namespaces.append(ns(name, phase=phase, annotations={IGNORE_ANNOTATION: "true"} if ignore else None))
     builds = frozenset(draw(st.lists(st.sampled_from(NAMESPACES), unique=True)))
-    conf = Settings(
+    conf = policy(
         sources=(Ref("admin2", draw(st.sampled_from(NAMES))),) if draw(st.booleans()) else (),
         exclude=("x-*",) if draw(st.booleans()) else (),
         all_namespaces=draw(st.booleans()),
@@ -123,7 +123,7 @@ def clusters(draw: st.DrawFn) -> tuple[Snapshot, Settings]:
     return snapshot, conf
 
 
-def simulate(snapshot: Snapshot, p: Plan, conf: Settings) -> Snapshot:
+def simulate(snapshot: Snapshot, p: Plan, conf: Policy) -> Snapshot:
     """What the cluster looks like after every write of the plan succeeded."""
     copies = {c.ref: c for c in snapshot.copies}
     by_ref = {s.ref: s for s in snapshot.sources}
@@ -147,7 +147,7 @@ def simulate(snapshot: Snapshot, p: Plan, conf: Settings) -> Snapshot:
 
 
 @given(clusters())
-def test_never_touches_what_is_not_its_own(cluster: tuple[Snapshot, Settings]) -> None:
+def test_never_touches_what_is_not_its_own(cluster: tuple[Snapshot, Policy]) -> None:
     snapshot, conf = cluster
     occupied = {o.ref for o in snapshot.occupants}
     copies = {c.ref: c for c in snapshot.copies}
@@ -161,7 +161,7 @@ def test_never_touches_what_is_not_its_own(cluster: tuple[Snapshot, Settings]) -
 
 
 @given(clusters())
-def test_applying_the_plan_converges_in_one_run(cluster: tuple[Snapshot, Settings]) -> None:
+def test_applying_the_plan_converges_in_one_run(cluster: tuple[Snapshot, Policy]) -> None:
     snapshot, conf = cluster
     first = plan(snapshot, conf)
     second = plan(simulate(snapshot, first, conf), conf)
@@ -169,19 +169,20 @@ def test_applying_the_plan_converges_in_one_run(cluster: tuple[Snapshot, Setting
 
 
 @given(clusters())
-def test_no_copy_is_written_into_excluded_or_terminating_namespaces(cluster: tuple[Snapshot, Settings]) -> None:
+def test_no_copy_is_written_into_excluded_or_terminating_namespaces(cluster: tuple[Snapshot, Policy]) -> None:
     snapshot, conf = cluster
     decisions = decide_all(snapshot, conf)
     for a in plan(snapshot, conf).actions:
         if a.kind in (Kind.CREATE, Kind.UPDATE, Kind.RECREATE):
             decision = decisions[a.namespace]
             assert decision.target and not decision.terminating, (a, decision)
-            assert a.namespace != "kube-system" and a.namespace not in conf.source_namespaces
+            assert a.namespace not in ("kube-system", conf.source_namespace)
+            assert a.source is not None and a.namespace != a.source.namespace
             assert not a.namespace.startswith("x-") or not conf.exclude
 
 
 @given(clusters())
-def test_an_invalid_sources_copies_are_never_changed(cluster: tuple[Snapshot, Settings]) -> None:
+def test_an_invalid_sources_copies_are_never_changed(cluster: tuple[Snapshot, Policy]) -> None:
     snapshot, conf = cluster
     invalid = {s.ref for s in snapshot.sources if s.data.get(".dockerconfigjson") == BROKEN[".dockerconfigjson"]}
     p = plan(snapshot, conf)
@@ -193,7 +194,7 @@ def test_an_invalid_sources_copies_are_never_changed(cluster: tuple[Snapshot, Se
 
 
 @given(clusters())
-def test_the_guard_holds_all_deletes_or_none(cluster: tuple[Snapshot, Settings]) -> None:
+def test_the_guard_holds_all_deletes_or_none(cluster: tuple[Snapshot, Policy]) -> None:
     snapshot, conf = cluster
     guarded = plan(snapshot, replace(conf, max_delete=None))
     kinds = {a.kind for a in guarded.actions}

@@ -52,9 +52,11 @@ def test_steady_state_makes_no_writes_and_only_lists(env: SyncEnv) -> None:
     second = env.run()
     assert second.code == 0
     assert second.writes() == 0
-    assert set(second.summary["requests"]) <= {"list", "discovery", "total"}
-    # sources, namespaces, 2 build kinds, copies: 5 LISTs, plus one discovery GET for the kpack.io group
-    assert second.summary["requests"]["list"] == 5
+    requests = second.summary["requests"]
+    assert set(requests) <= {"get", "list", "discovery", "status", "total"}
+    # GET its SecretSync; LIST sources, namespaces, 2 build kinds, copies; one discovery GET for every
+    # build kind; one PATCH of the SecretSync's status. No write to any Secret.
+    assert (requests["get"], requests["list"], requests["discovery"], requests["status"]) == (1, 5, 1, 1)
     assert {k: s.metadata.resource_version for k, s in env.copies().items()} == before
 
 
@@ -218,13 +220,16 @@ def test_two_instances_never_touch_each_others_copies(env: SyncEnv) -> None:
     a = env.build_namespace("a")
     env.put_source("blue-cred")
     env.run()
-    # A second instance over the same namespaces (the last --instance flag wins)...
-    result = env.run("--instance", f"{env.prefix}-green", "--source-selector", "nothing=matches")
+    # A second SecretSync (instance) over the same namespaces...
+    green = f"{env.prefix}-green"
+    env.set_policy(green, sources={"selector": {"matchLabels": {"nothing": "matches"}}})
+    result = env.run(policy=green)
     assert result.code == 0
     assert result.writes() == 0
     assert list(env.copies()) == [f"{a}/blue-cred"]
     # ...and green, syncing the same source, finds blue's copy in the way: a conflict, not a takeover.
-    result = env.run("--instance", f"{env.prefix}-green")
+    env.set_policy(green)
+    result = env.run(policy=green)
     (conflict,) = result.actions("conflict")
     assert "syncjob instance" in conflict["reason"]
     assert result.writes() == 0
@@ -240,7 +245,8 @@ def test_exit_codes(env: SyncEnv, tmp_path: object) -> None:
     partial = env.run_process()
     assert partial.code == 1
     assert "/broken" in partial.stderr and "not valid base64" in partial.stderr
-    bad_flag = env.run_process("--namespace-selector", "a in (b")
-    assert bad_flag.code == 2 and "--namespace-selector" in bad_flag.stderr
-    unknown_kind = env.run_process("--build-resource", "widgets.example.com")
+    bad_flag = env.run_process("--namespace", "a")
+    assert bad_flag.code == 2 and "unrecognized arguments: --namespace" in bad_flag.stderr
+    env.set_policy(targets={"builds": ["widgets.example.com"]})
+    unknown_kind = env.run_process()
     assert unknown_kind.code == 2 and "does not serve" in unknown_kind.stderr

@@ -14,18 +14,19 @@ from typing import Any
 
 from syncjob.errors import ApiError, ClusterUnreachable, DeadlineExceeded
 from syncjob.kube.client import Kube
-from syncjob.kube.read import read_one, read_service_account
+from syncjob.kube.read import POLICIES_PATH, read_one, read_service_account
 from syncjob.model import SECRET, SERVICE_ACCOUNT, Action, Kind, Outcome, Result
 from syncjob.plan import Planner, copy_body
 from syncjob.serviceaccounts import annotation_key
 
 
 class Applier:
-    def __init__(self, kube: Kube, planner: Planner, *, dry_run: str = "") -> None:
+    def __init__(self, kube: Kube, planner: Planner, *, dry_run: str = "", concurrency: int = 8) -> None:
         self.kube = kube
         self.planner = planner
-        self.settings = planner.settings
+        self.policy = planner.policy
         self.dry_run = dry_run
+        self.concurrency = concurrency
         self.secret_actions: tuple[Action, ...] = ()
 
     def apply(self, actions: tuple[Action, ...], on_result: Callable[[Result], None] | None = None) -> list[Result]:
@@ -40,7 +41,7 @@ class Applier:
             if self.dry_run == "client":
                 done.update({a: Result(a, Outcome.PLANNED) for a in writes})
                 continue
-            with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="apply") as pool:
+            with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="apply") as pool:
                 futures = {pool.submit(self._run, a): a for a in writes}
                 # Results are logged here, as they complete: the writers never queue on the log handler.
                 for future in as_completed(futures):
@@ -92,7 +93,7 @@ class Applier:
             if e.status == 404 and action.kind is Kind.DELETE:
                 return Result(action, self._ok)  # already gone: what we wanted
             if e.status in (404, 409) and replan:
-                copy, occupant = read_one(self.kube, self.settings, action.ref)
+                copy, occupant = read_one(self.kube, self.policy.instance, action.ref)
                 return self._write_again(action, self.planner.replan(action.ref, copy, occupant))
             raise
         return Result(action, self._ok)
@@ -107,7 +108,7 @@ class Applier:
     def _source_body(self, action: Action, resource_version: str = "") -> dict[str, Any]:
         assert action.source is not None
         source = self.planner.verdicts.eligible[action.source]
-        return copy_body(source, self.settings, action.namespace, resource_version)
+        return copy_body(source, self.policy, action.namespace, resource_version)
 
     def _create(self, action: Action) -> None:
         self.kube.call(
@@ -163,7 +164,7 @@ class Applier:
                     "kind": "ServiceAccount",
                     "metadata": {
                         "name": action.name,
-                        "annotations": {annotation_key(self.settings.instance): recorded},
+                        "annotations": {annotation_key(self.policy.instance): recorded},
                     },
                     "imagePullSecrets": refs,
                 }
@@ -176,7 +177,7 @@ class Applier:
                 patch = {
                     "metadata": {
                         "resourceVersion": action.expected_resource_version,
-                        "annotations": {annotation_key(self.settings.instance): recorded},
+                        "annotations": {annotation_key(self.policy.instance): recorded},
                     },
                     "imagePullSecrets": refs,
                 }
@@ -199,3 +200,16 @@ class Applier:
                 return self._write_again(action, self.planner.replan_account(fresh_account, self.secret_actions))
             raise
         return Result(action, self._ok)
+
+
+def write_policy_status(kube: Kube, name: str, status: dict[str, Any]) -> None:
+    """The status subresource of one SecretSync, replaced whole (a JSON patch `add` of /status: a merge
+    patch would keep keys of the last run's maps that this run no longer has). Its own RBAC verb."""
+    kube.call(
+        "status",
+        "PATCH",
+        f"{POLICIES_PATH}/{name}/status",
+        what=f"update the status of SecretSync {name}",
+        body=[{"op": "add", "path": "/status", "value": status}],
+        content_type="application/json-patch+json",
+    )

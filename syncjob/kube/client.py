@@ -186,7 +186,7 @@ class Kube:
         *,
         what: str,
         query: list[tuple[str, str]] | None = None,
-        body: dict[str, Any] | None = None,
+        body: dict[str, Any] | list[Any] | None = None,
         accept: str = "application/json",
         content_type: str = "application/json",
     ) -> dict[str, Any]:
