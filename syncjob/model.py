@@ -23,6 +23,7 @@ SOURCE_NAMESPACE_ANNOTATION = f"{PREFIX}/source-namespace"
 SOURCE_NAME_ANNOTATION = f"{PREFIX}/source-name"
 SOURCE_UID_ANNOTATION = f"{PREFIX}/source-uid"
 SOURCE_DIGEST_ANNOTATION = f"{PREFIX}/source-digest"
+PROOF_ANNOTATION = f"{PREFIX}/proof"  # see syncjob/proof.py
 IGNORE_ANNOTATION = f"{PREFIX}/ignore"
 # On a source: globs (comma-separated) that narrow where it goes; they never widen the policy's targets.
 INCLUDE_ANNOTATION = f"{PREFIX}/include"
@@ -122,6 +123,10 @@ class Copy:
         uid = self.annotations.get(SOURCE_UID_ANNOTATION, "")
         return Ref(ns, name) if ns and name and uid else None
 
+    @property
+    def owner_uid(self) -> str:
+        return self.annotations.get(SOURCE_UID_ANNOTATION, "")
+
 
 @dataclass(frozen=True)
 class Occupant:
@@ -132,6 +137,7 @@ class Occupant:
     uid: str
     managed_by: str = ""  # the managed-by label, if any: names another tool or another instance
     instance: str = ""
+    unproven: bool = False  # carries this instance's labels, but its proof does not verify
 
     @property
     def ref(self) -> Ref:
@@ -168,8 +174,12 @@ class Snapshot:
     occupants: tuple[Occupant, ...] = ()
     # Explicit --source entries that do not exist.
     missing_sources: tuple[Ref, ...] = ()
-    # ServiceAccounts named by --patch-service-accounts, in every namespace.
+    # ServiceAccounts named by spec.serviceAccounts.patch, in every namespace.
     service_accounts: tuple[ServiceAccount, ...] = ()
+    # The key that proves copies (syncjob/proof.py); None when it does not exist yet.
+    proof_key: bytes | None = field(default=None, repr=False)
+    # Owners of copies that are not selected any more but still exist (label removed, type disabled...).
+    lingering_sources: frozenset[Ref] = frozenset()
 
 
 class Kind(enum.StrEnum):
@@ -244,6 +254,7 @@ class Plan:
     actions: tuple[Action, ...]
     problems: tuple[SourceProblem, ...] = ()
     notes: tuple[str, ...] = ()  # run-level explanations, e.g. why deletes were held
+    unproven: tuple[Ref, ...] = ()  # Secrets with this instance's labels that are not provably its copies
 
     def of_kind(self, *kinds: Kind) -> list[Action]:
         return [a for a in self.actions if a.kind in kinds]

@@ -111,3 +111,8 @@ def service_account_from(obj: Obj) -> ServiceAccount:
         image_pull_secrets=refs,
         annotations=_str_map(meta.get("annotations")),
     )
+
+
+def is_syncjob_own(source: Source) -> bool:
+    """A Secret syncjob made for itself (its proof key, a copy): never a source, whatever the selector."""
+    return source.labels.get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE

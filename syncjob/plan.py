@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -12,6 +12,7 @@ from syncjob.model import (
     INSTANCE_LABEL,
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
+    PROOF_ANNOTATION,
     SOURCE_DIGEST_ANNOTATION,
     SOURCE_NAME_ANNOTATION,
     SOURCE_NAMESPACE_ANNOTATION,
@@ -28,6 +29,7 @@ from syncjob.model import (
     SourceProblem,
 )
 from syncjob.policy import Policy
+from syncjob.proof import proof, verifies
 from syncjob.select import SourceScope, TargetDecision, decide_all, gone, source_scope
 from syncjob.selector import matches_any_glob
 from syncjob.serviceaccounts import copies_after, plan_account, plan_service_accounts
@@ -48,6 +50,7 @@ NEVER_COPIED = (
 # Deletes above both bounds are held back unless spec.maxDelete (or --max-delete) says otherwise.
 GUARD_MIN_DELETES = 10
 GUARD_FRACTION = 0.25
+UNPROVEN_LISTED = 5  # how many unproven Secrets a note names
 
 
 def _policy(values: Mapping[str, str], allow: tuple[str, ...]) -> dict[str, str]:
@@ -61,6 +64,7 @@ def desired_labels(source: Source, policy: Policy) -> dict[str, str]:
 
 
 def desired_annotations(source: Source, policy: Policy) -> dict[str, str]:
+    """A copy's annotations except its proof, which depends on where it sits."""
     annotations = _policy(source.annotations, policy.copy_annotations)
     annotations.update(
         {
@@ -73,13 +77,22 @@ def desired_annotations(source: Source, policy: Policy) -> dict[str, str]:
     return annotations
 
 
-def copy_body(source: Source, policy: Policy, namespace: str, resource_version: str = "") -> dict[str, Any]:
+def proof_of(source: Source, policy: Policy, namespace: str, key: bytes | None) -> dict[str, str]:
+    """The proof annotation of `source`'s copy in `namespace` (none before the key exists: dry-runs)."""
+    if key is None:
+        return {}
+    return {PROOF_ANNOTATION: proof(key, policy.instance, Ref(namespace, source.name), source.ref, source.uid)}
+
+
+def copy_body(
+    source: Source, policy: Policy, namespace: str, resource_version: str = "", key: bytes | None = None
+) -> dict[str, Any]:
     """The whole Secret a copy should be: data, type and syncjob's own metadata, nothing else."""
     metadata: dict[str, Any] = {
         "name": source.name,
         "namespace": namespace,
         "labels": desired_labels(source, policy),
-        "annotations": desired_annotations(source, policy),
+        "annotations": {**desired_annotations(source, policy), **proof_of(source, policy, namespace, key)},
     }
     if resource_version:
         metadata["resourceVersion"] = resource_version
@@ -93,6 +106,11 @@ def copy_body(source: Source, policy: Policy, namespace: str, resource_version: 
 
 
 def describe_occupant(occupant: Occupant) -> str:
+    if occupant.unproven:
+        return (
+            "it carries this SecretSync's labels but cannot be proven to be its copy (made by hand, forged, or "
+            "its proof was edited); delete it or remove its syncjob labels"
+        )
     if occupant.managed_by == MANAGED_BY_VALUE and occupant.instance:
         return f"it belongs to syncjob instance {occupant.instance!r}"
     if occupant.managed_by:
@@ -140,19 +158,40 @@ def judge_sources(snapshot: Snapshot, policy: Policy) -> SourceVerdicts:
 
 
 class Planner:
-    """Plans every (namespace, name) once; `replan` plans one key again from a fresh read."""
+    """Plans every (namespace, name) once; `replan` plans one key again from a fresh read.
 
-    def __init__(self, snapshot: Snapshot, policy: Policy) -> None:
+    Only provable copies (syncjob/proof.py) are ever updated, deleted or counted by the guard; any
+    other Secret carrying this instance's labels is an occupant, reported and left alone.
+    `release` is --max-delete: this run may delete up to that many copies whatever the guard says.
+    """
+
+    def __init__(self, snapshot: Snapshot, policy: Policy, *, release: int | None = None) -> None:
         self.snapshot = snapshot
         self.policy = policy
+        self.release = release
         self.decisions = decide_all(snapshot, policy)
         self.verdicts = judge_sources(snapshot, policy)
         self.by_name: dict[str, list[Source]] = defaultdict(list)
         for source in self.verdicts.eligible.values():
             self.by_name[source.name].append(source)
-        self.copies = {c.ref: c for c in snapshot.copies}
+        self.copies = {c.ref: c for c in snapshot.copies if self.proven(c)}
+        self.unproven = sorted(c.ref for c in snapshot.copies if c.ref not in self.copies)
         self.occupants = {o.ref: o for o in snapshot.occupants}
+        for ref in self.unproven:
+            self.occupants[ref] = Occupant(ref.namespace, ref.name, "", MANAGED_BY_VALUE, policy.instance, True)
         self._desired: dict[Ref, tuple[dict[str, str], dict[str, str]]] = {}
+
+    def proven(self, copy: Copy) -> bool:
+        """A copy this SecretSync wrote: complete owner annotations, the owner's name, not in the owner's
+        own namespace, and a proof that verifies with the key."""
+        owner = copy.owner
+        if owner is None or owner.name != copy.name or owner.namespace == copy.namespace:
+            return False
+        claimed = copy.annotations.get(PROOF_ANNOTATION, "")
+        return verifies(
+            self.snapshot.proof_key, claimed, instance=self.policy.instance, copy=copy.ref, owner=owner,
+            owner_uid=copy.owner_uid,
+        )  # fmt: skip
 
     def _desired_metadata(self, source: Source) -> tuple[dict[str, str], dict[str, str]]:
         """A source's copy labels and annotations, worked out once per run, not once per namespace."""
@@ -182,9 +221,20 @@ class Planner:
 
     def plan(self) -> Plan:
         actions = [a for key in self.keys() if (a := self.plan_key(key)) is not None]
-        plan = guard_deletes(Plan(tuple(actions), self.verdicts.problems), len(self.copies), self.policy)
+        notes = (self.unproven_note(),) if self.unproven else ()
+        plan = Plan(tuple(actions), self.verdicts.problems, notes, tuple(self.unproven))
+        plan = guard_deletes(plan, self)
         accounts = plan_service_accounts(self.snapshot.service_accounts, plan.actions, self.decisions, self.policy)
         return replace(plan, actions=plan.actions + tuple(accounts)) if accounts else plan
+
+    def unproven_note(self) -> str:
+        first = ", ".join(str(r) for r in self.unproven[:UNPROVEN_LISTED])
+        more = f" and {len(self.unproven) - UNPROVEN_LISTED} more" if len(self.unproven) > UNPROVEN_LISTED else ""
+        return (
+            f"{len(self.unproven)} Secrets carry the labels of SecretSync {self.policy.name!r} but cannot be proven "
+            f"to be its copies ({first}{more}): they are never updated, deleted or counted by the mass-deletion "
+            "guard. Delete them or remove their syncjob labels"
+        )
 
     def replan_account(self, account: ServiceAccount, secret_actions: tuple[Action, ...]) -> Action | None:
         """A ServiceAccount planned again from a fresh read, after a 409."""
@@ -196,15 +246,12 @@ class Planner:
 
     def replan(self, key: Ref, copy: Copy | None, occupant: Occupant | None) -> Action | None:
         ns, name = key.namespace, key.name
+        if copy is not None and not self.proven(copy):  # a fresh read found an unproven one
+            occupant = Occupant(ns, name, copy.uid, MANAGED_BY_VALUE, self.policy.instance, True)
+            copy = None
         decision = self.decision(ns)
         wanted = [s for s in self.by_name.get(name, []) if self.wants(s, ns)] if decision.target else []
 
-        if copy is not None and copy.owner is None:
-            return Action(
-                Kind.CONFLICT, ns, name,
-                "carries syncjob's labels but no owner annotations; not touching it "
-                "(delete it, or remove its syncjob labels)",
-            )  # fmt: skip
         if decision.terminating and (wanted or copy is not None):
             source = wanted[0].ref if len(wanted) == 1 else None
             return Action(Kind.SKIP, ns, name, decision.reason, source=source)
@@ -255,13 +302,13 @@ class Planner:
         labels, annotations = self._desired_metadata(source)
         if copy.labels != labels:
             return act(Kind.UPDATE, "labels drifted")
-        if copy.annotations != annotations:
+        if copy.annotations != {**annotations, **proof_of(source, self.policy, ns, self.snapshot.proof_key)}:
             return act(Kind.UPDATE, "annotations drifted")
         return act(Kind.LEAVE, "in sync")
 
     def _plan_unwanted(self, copy: Copy, decision: TargetDecision) -> Action:
         owner = copy.owner
-        assert owner is not None  # checked by the caller
+        assert owner is not None  # proven copies have one
         ns, name = copy.namespace, copy.name
 
         if owner in self.verdicts.invalid:
@@ -274,37 +321,95 @@ class Planner:
                 reason = f"source type {source.type} is not enabled in spec.types"
             else:
                 reason = "source deleted, unlabelled or no longer selected"
-        elif owner.namespace == ns:
-            reason = "copy sits in its source's own namespace"
         else:
             reason = "the source's syncjob.dev/include or syncjob.dev/exclude annotation leaves this namespace out"
         return Action(Kind.DELETE, ns, name, reason, owner, copy.uid, copy.resource_version)
 
+    def lingering(self) -> set[Ref]:
+        """Owners of copies that still exist but this policy no longer selects: a mistake more often than
+        a retirement (a removed label, a type dropped from spec.types)."""
+        listed = {s.ref for s in self.snapshot.sources}
+        return (listed - set(self.verdicts.eligible)) | set(self.snapshot.lingering_sources)
 
-def guard_deletes(plan: Plan, managed: int, policy: Policy) -> Plan:
-    """Hold every delete when a run would delete too many copies: a typo must not wipe a cluster."""
-    deletes = plan.of_kind(Kind.DELETE)
-    if policy.max_delete is not None:
-        held = len(deletes) > policy.max_delete
-        bound = f"maxDelete {policy.max_delete}"
-    else:
-        held = len(deletes) > GUARD_MIN_DELETES and len(deletes) > GUARD_FRACTION * managed
-        bound = f"more than {GUARD_MIN_DELETES} and more than {int(GUARD_FRACTION * 100)} % of {managed} managed copies"
-    if not held:
-        return plan
-    note = (
-        f"mass-deletion guard: this run would delete {len(deletes)} copies ({bound}); no copy was deleted. "
-        f"If that is intended (e.g. sources were retired), rerun once with --max-delete {len(deletes)}; "
-        f"otherwise check the SecretSync {policy.name!r}: spec.sources and spec.targets"
-    )
+
+def _hold(plan: Plan, held: set[Action], note: str) -> Plan:
     actions = tuple(
         Action(Kind.HOLD, a.namespace, a.name, "held by the mass-deletion guard: " + a.reason, a.source)
-        if a.kind is Kind.DELETE
+        if a in held
         else a
         for a in plan.actions
     )
-    return Plan(actions, plan.problems, (*plan.notes, note))
+    return replace(plan, actions=actions, notes=(*plan.notes, "mass-deletion guard: " + note))
 
 
-def plan(snapshot: Snapshot, policy: Policy) -> Plan:
-    return Planner(snapshot, policy).plan()
+def guard_deletes(plan: Plan, planner: Planner) -> Plan:
+    """Hold deletes that look like a mistake rather than intent; everything else is applied.
+
+    Counted over provable copies only, so Secrets a tenant labels as ours can neither dilute the
+    guard nor trip it. Held, whatever the count: every copy of a source that still exists but is no
+    longer selected, and every copy whose namespace lost its builds when no build is left anywhere
+    (a build kind reinstalled or its API gone). Held by count: a source losing more than 10 and more
+    than 25 % of its copies, or the run deleting more than 10 and more than 25 % of all copies
+    (spec.maxDelete replaces both). `planner.release` (--max-delete N) lets up to N deletes through.
+    """
+    policy, deletes = planner.policy, plan.of_kind(Kind.DELETE)
+    if not deletes:
+        return plan
+    rerun = f"rerun once with --max-delete {len(deletes)}"
+    if planner.release is not None:
+        if len(deletes) <= planner.release:
+            return plan
+        return _hold(plan, set(deletes), f"this run would delete {len(deletes)} copies, over --max-delete "
+                     f"{planner.release}; no copy was deleted. If that is intended, {rerun}")  # fmt: skip
+    lingering = planner.lingering()
+    for owner in sorted(lingering):
+        held = {a for a in plan.of_kind(Kind.DELETE) if a.source == owner}
+        if held:
+            plan = _hold(plan, held, (
+                f"source {owner} still exists but SecretSync {policy.name!r} no longer selects it (its label was "
+                f"removed, its type left spec.types, or it left spec.sources.names); its {len(held)} copies are "
+                f"kept. To retire it, delete the source Secret; to remove the copies anyway, {rerun}"
+            ))  # fmt: skip
+    snapshot = planner.snapshot
+    if policy.by_builds and not snapshot.build_namespaces:
+        held = {a for a in plan.of_kind(Kind.DELETE) if "namespace has no builds" in a.reason}
+        if held:
+            kinds = ", ".join(str(r) for r in policy.build_resources)
+            plan = _hold(plan, held, (
+                f"no namespace holds a build ({kinds}): the build kinds look emptied or reinstalled, so the "
+                f"{len(held)} copies in namespaces without builds are kept. If every build is really gone, {rerun}"
+            ))  # fmt: skip
+    deletes = plan.of_kind(Kind.DELETE)
+    if policy.max_delete is not None:
+        if len(deletes) > policy.max_delete:
+            plan = _hold(plan, set(deletes), (
+                f"this run would delete {len(deletes)} copies, over spec.maxDelete {policy.max_delete}; no copy "
+                f"was deleted. If that is intended, {rerun}"
+            ))  # fmt: skip
+        return plan
+    copies_of: Counter[Ref | None] = Counter(c.owner for c in planner.copies.values())
+    deletes_of: Counter[Ref | None] = Counter(a.source for a in deletes)
+    for of, n in sorted(deletes_of.items(), key=lambda item: str(item[0])):
+        if _too_many(n, copies_of[of]):
+            held = {a for a in plan.of_kind(Kind.DELETE) if a.source == of}
+            plan = _hold(plan, held, (
+                f"this run would delete {n} of the {copies_of[of]} copies of {of}; none was deleted. "
+                f"If that is intended, {rerun}; otherwise check the SecretSync {policy.name!r}: spec.targets"
+            ))  # fmt: skip
+    deletes = plan.of_kind(Kind.DELETE)
+    if _too_many(len(deletes), len(planner.copies)):
+        plan = _hold(plan, set(deletes), (
+            f"this run would delete {len(deletes)} copies (more than {GUARD_MIN_DELETES} and more than "
+            f"{int(GUARD_FRACTION * 100)} % of {len(planner.copies)} managed copies); no copy was deleted. "
+            f"If that is intended (e.g. sources were retired), {rerun}; otherwise check the SecretSync "
+            f"{policy.name!r}: spec.sources and spec.targets"
+        ))  # fmt: skip
+    return plan
+
+
+def _too_many(deletes: int, copies: int) -> bool:
+    return deletes > GUARD_MIN_DELETES and deletes > GUARD_FRACTION * copies
+
+
+def plan(snapshot: Snapshot, policy: Policy, *, release: int | None = None) -> Plan:
+    return Planner(snapshot, policy, release=release).plan()

@@ -25,7 +25,7 @@ from syncjob.events import source_events
 from syncjob.kube.apply import Applier, write_policy_status
 from syncjob.kube.client import Deadline, Kube, RequestCounter, load_api_client
 from syncjob.kube.events import post_events
-from syncjob.kube.read import ReadMemo, read_occupants, read_policy_objects, read_snapshot
+from syncjob.kube.read import ReadMemo, read_existing, read_occupants, read_policy_objects, read_snapshot
 from syncjob.logs import log_event
 from syncjob.model import Kind, Outcome, Plan, Result, Snapshot
 from syncjob.plan import Planner
@@ -114,19 +114,33 @@ def load_policies(run: RunSettings, kube: Kube | None, objects: list[dict[str, A
 
 
 def plan_policy(
-    policy: Policy, kube: Kube | None, objects: list[dict[str, Any]] | None, memo: ReadMemo
+    policy: Policy,
+    kube: Kube | None,
+    objects: list[dict[str, Any]] | None,
+    memo: ReadMemo,
+    *,
+    release: int | None = None,
+    create_key: bool = False,
 ) -> tuple[Snapshot, Planner, Plan]:
-    snapshot = snapshot_from_objects(objects or [], policy) if kube is None else read_snapshot(kube, policy, memo)
-    planner = Planner(snapshot, policy)
+    """Read and plan one SecretSync. A second, narrow look only where the first plan needs it: who is in
+    the way of a copy it would create, and whether the sources of copies it would delete still exist."""
+    if kube is None:
+        snapshot = snapshot_from_objects(objects or [], policy)
+    else:
+        snapshot = read_snapshot(kube, policy, memo, create_key=create_key)
+    planner = Planner(snapshot, policy, release=release)
     plan = planner.plan()
+    if kube is None:
+        return snapshot, planner, plan
     creates = plan.of_kind(Kind.CREATE)
-    if creates and kube is not None:
-        # Only where a copy is missing can someone else's Secret be in the way: look there, then re-plan.
-        occupants = read_occupants(kube, policy.instance, [a.ref for a in creates])
-        if occupants:
-            snapshot = replace(snapshot, occupants=(*snapshot.occupants, *occupants))
-            planner = Planner(snapshot, policy)
-            plan = planner.plan()
+    listed = {s.ref for s in snapshot.sources}
+    gone = {a.source for a in plan.of_kind(Kind.DELETE, Kind.HOLD) if a.source is not None} - listed
+    occupants = read_occupants(kube, policy.instance, [a.ref for a in creates]) if creates else []
+    lingering = read_existing(kube, sorted(gone)) if gone else frozenset()
+    if occupants or lingering:
+        snapshot = replace(snapshot, occupants=(*snapshot.occupants, *occupants), lingering_sources=lingering)
+        planner = Planner(snapshot, policy, release=release)
+        plan = planner.plan()
     return snapshot, planner, plan
 
 
@@ -184,10 +198,11 @@ class Run:
         if isinstance(policy, InvalidPolicy):
             message = f"SecretSync {policy.name} is invalid: {policy.message}; fix it with kubectl edit"
             return self.unusable(entry, message, INVALID, start)
-        if self.settings.max_delete is not None:  # --max-delete: this run only, over spec.maxDelete
-            policy = replace(policy, max_delete=self.settings.max_delete)
         try:
-            snapshot, planner, plan = plan_policy(policy, self.kube, self.objects, self.memo)
+            snapshot, planner, plan = plan_policy(
+                policy, self.kube, self.objects, self.memo,
+                release=self.settings.max_delete, create_key=not self.settings.effective_dry_run,
+            )  # fmt: skip
         except ConfigError as e:
             return self.unusable(entry, e, INVALID, start)
         except SyncjobError as e:  # forbidden, unreachable, out of time: nothing was written for it

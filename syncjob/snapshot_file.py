@@ -8,6 +8,7 @@ reads `--policy-file`.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,11 +22,13 @@ from syncjob.model import Ref, Snapshot
 from syncjob.objects import (
     copy_from,
     is_own_copy,
+    is_syncjob_own,
     namespace_from,
     occupant_from,
     source_from,
 )
 from syncjob.policy import InvalidPolicy, Policy, is_secretsync, policy_from
+from syncjob.proof import PROOF_KEY_FIELD, PROOF_KEY_SECRET
 
 
 def _items(doc: Any) -> Iterator[dict[str, Any]]:
@@ -82,11 +85,14 @@ def snapshot_from_objects(objects: list[dict[str, Any]], policy: Policy) -> Snap
 
     by_ref = {source_from(s).ref: s for s in secrets}
     sources = {
-        ref: source_from(s)
+        ref: source
         for ref, s in by_ref.items()
         if ref.namespace == policy.source_namespace
         and policy.source_selector.matches((s.get("metadata") or {}).get("labels") or {})
+        and not is_syncjob_own(source := source_from(s))
     }
+    key_secret = by_ref.get(Ref(policy.source_namespace, PROOF_KEY_SECRET))
+    key = base64.b64decode(str((key_secret.get("data") or {}).get(PROOF_KEY_FIELD, ""))) if key_secret else None
     missing: list[Ref] = []
     for ref in policy.sources:
         if ref in by_ref:
@@ -106,4 +112,7 @@ def snapshot_from_objects(objects: list[dict[str, Any]], policy: Policy) -> Snap
         copies=tuple(copy_from(s) for s in secrets if is_own_copy(s, policy.instance)),
         occupants=tuple(occupant_from(s) for s in secrets if not is_own_copy(s, policy.instance)),
         missing_sources=tuple(missing),
+        proof_key=key or None,
+        # A dump holds every Secret: an owner that is there but not selected still exists.
+        lingering_sources=frozenset(by_ref) - frozenset(sources),
     )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 from typing import Any
 
@@ -67,6 +69,18 @@ def policy(name: str = "syncjob", *, namespace_selector: str | None = None, **fi
     return Policy(name=name, namespace_selector=selector, **fields)
 
 
+# The proof key of planner tests' snapshots (cluster() below), and the proof a copy carries, worked out
+# here from its definition (an HMAC-SHA256 of six lines) rather than with syncjob's own helper.
+PROOF_KEY = b"test-proof-key-0123456789abcdef!"
+
+
+def proof_for(  # noqa: PLR0917 - the six lines of the proof, in their order
+    namespace: str, name: str, owner_ns: str, owner_name: str, owner_uid: str, instance: str = "syncjob"
+) -> str:
+    message = f"{instance}\n{namespace}\n{name}\n{owner_ns}\n{owner_name}\n{owner_uid}".encode()
+    return hmac.new(PROOF_KEY, message, hashlib.sha256).hexdigest()
+
+
 def copy_of(src: Source, namespace: str, instance: str = "syncjob", **overrides: object) -> Copy:
     """The copy syncjob would have written for `src` in `namespace`, with optional drift. Spelled out
     literally, not with the planner's helpers: a test must not take its expectation from the code under test."""
@@ -84,6 +98,7 @@ def copy_of(src: Source, namespace: str, instance: str = "syncjob", **overrides:
                 "syncjob.dev/source-name": src.name,
                 "syncjob.dev/source-uid": src.uid,
                 "syncjob.dev/source-digest": src.digest,
+                "syncjob.dev/proof": proof_for(namespace, src.name, src.namespace, src.name, src.uid, instance),
             }
         ),
     }
@@ -114,4 +129,5 @@ def cluster(
         build_namespaces=frozenset(builds),
         copies=tuple(copies or ()),
         occupants=tuple(occupants or ()),
+        proof_key=PROOF_KEY,
     )

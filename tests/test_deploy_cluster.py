@@ -597,6 +597,7 @@ def test_a_full_run_with_the_manifest_identity(env: SyncEnv, sa_kubeconfig: Path
     assert all(env.copies()[f"{ns}/regcred"].data == source.data for ns in (a, b))
 
     env.core.delete_namespaced_secret("regcred", env.source_ns)
+    env.core.delete_namespaced_secret("extra", env.source_ns)
     env.set_policy()  # and `extra` is no longer named
     third = env.run(kubeconfig=sa_kubeconfig)
     assert third.code == 0, third.stderr

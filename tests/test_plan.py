@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import pytest
+
 from syncjob.config import BuildResource
-from syncjob.model import IGNORE_ANNOTATION, Kind, Plan, Ref
+from syncjob.model import IGNORE_ANNOTATION, Copy, Kind, Plan, Ref, Source, frozen_map
 from syncjob.plan import copy_body, plan
 from tests.factories import b64, cluster, copy_of, docker_config, ns, occupant, policy, source
 
@@ -65,8 +69,8 @@ def test_deleted_or_unlabelled_source_deletes_its_copies_with_preconditions() ->
 
 def test_namespace_without_builds_loses_its_copy() -> None:
     src = source()
-    snap = cluster([src], ["team-a"], [], copies=[copy_of(src, "team-a")])
-    (action,) = plan(snap, policy()).actions
+    snap = cluster([src], ["team-a", "team-b"], ["team-b"], copies=[copy_of(src, "team-a"), copy_of(src, "team-b")])
+    action = next(a for a in plan(snap, policy()).actions if a.namespace == "team-a")
     assert action.kind is Kind.DELETE and "no builds" in action.reason
 
 
@@ -85,12 +89,20 @@ def test_other_instance_copy_is_a_conflict() -> None:
     assert action.kind is Kind.CONFLICT and "'blue'" in action.reason
 
 
-def test_labelled_copy_without_owner_annotation_is_not_touched() -> None:
+def test_labelled_secrets_that_cannot_be_proven_are_only_reported() -> None:
     src = source()
-    unproven = copy_of(src, "team-a", annotations={})
-    snap = cluster([], ["team-a"], [], copies=[unproven])
-    (action,) = plan(snap, policy()).actions
-    assert action.kind is Kind.CONFLICT
+    no_annotations = copy_of(src, "team-a", annotations={})
+    real = copy_of(src, "team-b")
+    moved = copy_of(src, "team-c", annotations=real.annotations)  # a real copy's metadata, elsewhere
+    unproven = [no_annotations, moved]
+    # Where a copy is wanted, an unproven one is in the way (a conflict); elsewhere it is only counted.
+    p = plan(cluster([src], ["team-a", "team-b", "team-c"], ["team-a", "team-b"], copies=[*unproven, real]), policy())
+    assert kinds(p) == {("team-a", "regcred"): Kind.CONFLICT, ("team-b", "regcred"): Kind.LEAVE}
+    assert p.unproven == (Ref("team-a", "regcred"), Ref("team-c", "regcred"))
+    assert "2 Secrets carry the labels" in p.notes[0] and "team-c/regcred" in p.notes[0]
+    # Without the source, the real copy goes and the unproven ones stay.
+    p = plan(cluster([], ["team-a", "team-b", "team-c"], ["team-a", "team-b"], copies=[*unproven, real]), policy())
+    assert kinds(p) == {("team-b", "regcred"): Kind.DELETE}
 
 
 def test_two_sources_with_one_name_are_a_conflict() -> None:
@@ -178,3 +190,78 @@ def test_build_resource_parsing() -> None:
     assert BuildResource.parse("builds.kpack.io") == BuildResource("builds", "kpack.io")
     assert BuildResource.parse("builds.v1alpha2.kpack.io") == BuildResource("builds", "kpack.io", "v1alpha2")
     assert str(BuildResource.parse("pipelineruns.tekton.dev")) == "pipelineruns.tekton.dev"
+
+
+def forged(namespace: str, name: str = "regcred", owner: Source | None = None) -> Copy:
+    """A Secret a tenant labelled as a copy: the labels and owner annotations, without a valid proof."""
+    owner = owner or source()
+    return Copy(namespace, name, f"forged-{namespace}-{name}", "1", owner.type, "sha256:x",
+                frozen_map({"app.kubernetes.io/managed-by": "syncjob", "syncjob.dev/instance": "syncjob"}),
+                frozen_map({"syncjob.dev/source-namespace": owner.namespace, "syncjob.dev/source-name": name,
+                            "syncjob.dev/source-uid": owner.uid, "syncjob.dev/proof": "0" * 64}))  # fmt: skip
+
+
+def test_forged_copies_neither_dilute_nor_trip_the_guard() -> None:
+    src = source()
+    teams = [f"team-{i:02d}" for i in range(24)]
+    real = [copy_of(src, t) for t in teams]
+    forgeries = [forged(f"tenant-{i:03d}") for i in range(200)]
+    namespaces = [*teams, *(f.namespace for f in forgeries)]
+    # The source is gone: 24 deletes of 24 provable copies are held, however many forgeries there are.
+    gone = plan(cluster([], namespaces, teams, copies=[*real, *forgeries]), policy())
+    assert {a.kind for a in gone.actions} == {Kind.HOLD} and len(gone.actions) == 24
+    # 15 forgeries in a namespace without builds do not hold an admin's legitimate opt-out elsewhere.
+    tenant = [forged("tenant", f"x{i}", source(f"x{i}")) for i in range(15)]
+    opted = [ns(t, annotations={IGNORE_ANNOTATION: "true"}) if t == "team-00" else t for t in teams]
+    opt_out = plan(cluster([src], [*opted, "tenant"], teams, copies=[*real, *tenant]), policy())
+    assert [(a.kind, a.namespace) for a in opt_out.actions if a.kind.writes or a.kind is Kind.HOLD] == [
+        (Kind.DELETE, "team-00")
+    ]
+    assert len(opt_out.unproven) == 15
+
+
+def test_every_copy_of_a_source_that_still_exists_is_held_whatever_the_count() -> None:
+    src = source()
+    copies = [copy_of(src, t) for t in ("team-a", "team-b", "team-c")]
+    builds = ["team-a", "team-b", "team-c"]
+    unlabelled = replace(cluster([], builds, builds, copies=copies), lingering_sources=frozenset({src.ref}))
+    p = plan(unlabelled, policy())
+    assert {a.kind for a in p.actions} == {Kind.HOLD}
+    assert "still exists" in p.notes[-1] and "--max-delete 3" in p.notes[-1]
+    assert {a.kind for a in plan(unlabelled, policy(), release=3).actions} == {Kind.DELETE}
+    # A type dropped from spec.types is the same mistake.
+    disabled = plan(cluster([src], builds, builds, copies=copies), policy(types=("Opaque",)))
+    assert {a.kind for a in disabled.actions} == {Kind.HOLD}
+    # Deleted for real: three deletes, under the count rules.
+    assert {a.kind for a in plan(cluster([], builds, builds, copies=copies), policy()).actions} == {Kind.DELETE}
+
+
+def test_copies_are_kept_when_every_build_vanishes() -> None:
+    """A kpack reinstall empties the build kinds for a while: 8 copies must not go with them."""
+    src = source()
+    teams = [f"team-{i}" for i in range(8)]
+    copies = [copy_of(src, t) for t in teams]
+    emptied = plan(cluster([src], teams, [], copies=copies), policy())
+    assert {a.kind for a in emptied.actions} == {Kind.HOLD}
+    assert "no namespace holds a build" in emptied.notes[-1]
+    one_left = plan(cluster([src], teams, ["team-0"], copies=copies), policy())
+    assert sorted(a.namespace for a in one_left.actions if a.kind is Kind.DELETE) == teams[1:]
+
+
+@pytest.mark.parametrize(("deletes", "held"), [(10, False), (11, True)])
+def test_the_count_rule_needs_more_than_10_deletes(deletes: int, held: bool) -> None:
+    src = source()
+    teams = [f"team-{i:02d}" for i in range(12)]
+    builds = teams[deletes:] or ["elsewhere"]
+    p = plan(cluster([src], [*teams, "elsewhere"], builds, copies=[copy_of(src, t) for t in teams]), policy())
+    assert any(a.kind is Kind.HOLD for a in p.actions) is held
+
+
+@pytest.mark.parametrize(("copies", "held"), [(44, False), (43, True)])
+def test_the_count_rule_needs_more_than_a_quarter_of_the_copies(copies: int, held: bool) -> None:
+    """11 deletes: held over 43 copies (25.6 %), applied over 44 (exactly 25 %)."""
+    src = source()
+    teams = [f"team-{i:02d}" for i in range(copies)]
+    p = plan(cluster([src], teams, teams[11:], copies=[copy_of(src, t) for t in teams]), policy())
+    assert sum(a.kind is Kind.DELETE for a in p.actions) == (0 if held else 11)
+    assert sum(a.kind is Kind.HOLD for a in p.actions) == (11 if held else 0)

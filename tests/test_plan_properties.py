@@ -28,7 +28,7 @@ from syncjob.model import (
 from syncjob.plan import desired_annotations, desired_labels, plan
 from syncjob.policy import Policy
 from syncjob.select import decide_all
-from tests.factories import b64, docker_config, ns, policy
+from tests.factories import PROOF_KEY, b64, docker_config, ns, policy, proof_for
 
 settings.register_profile("ci", max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -91,8 +91,15 @@ def clusters(draw: st.DrawFn) -> tuple[Snapshot, Policy]:
             owner = draw(st.sampled_from([*(s for s in srcs if s.name == key.name), None]))
             template = owner or Source("build-service", key.name, "uid-ghost", DOCKERCONFIGJSON, frozen_map({}))
             annotations = dict(desired_annotations(template, conf))
-            if draw(st.booleans()) and draw(st.booleans()):
-                annotations = {}  # labelled but unproven
+            proof = proof_for(key.namespace, key.name, template.namespace, template.name, template.uid)
+            annotations["syncjob.dev/proof"] = proof
+            forgery = draw(st.sampled_from(["none", "none", "no-annotations", "no-proof", "wrong-proof"]))
+            if forgery == "no-annotations":
+                annotations = {}  # labelled, nothing else
+            elif forgery == "no-proof":
+                del annotations["syncjob.dev/proof"]  # labelled and annotated, as a tenant can
+            elif forgery == "wrong-proof":
+                annotations["syncjob.dev/proof"] = proof_for("elsewhere", key.name, template.namespace, key.name, "x")
             labels = dict(desired_labels(template, conf))
             if draw(st.booleans()):
                 labels["drift"] = "x"
@@ -119,6 +126,7 @@ def clusters(draw: st.DrawFn) -> tuple[Snapshot, Policy]:
         build_namespaces=builds,
         copies=tuple(copies),
         occupants=tuple(occupants),
+        proof_key=PROOF_KEY,
     )
     return snapshot, conf
 
@@ -139,7 +147,12 @@ def simulate(snapshot: Snapshot, p: Plan, conf: Policy) -> Snapshot:
                 src.type,
                 src.digest,
                 frozen_map(desired_labels(src, conf)),
-                frozen_map(desired_annotations(src, conf)),
+                frozen_map(
+                    {
+                        **desired_annotations(src, conf),
+                        "syncjob.dev/proof": proof_for(a.namespace, a.name, src.namespace, src.name, src.uid),
+                    }
+                ),
             )
         elif a.kind is Kind.DELETE:
             del copies[a.ref]
@@ -156,8 +169,12 @@ def test_never_touches_what_is_not_its_own(cluster: tuple[Snapshot, Policy]) -> 
             continue
         assert a.ref not in occupied, a
         if a.kind in (Kind.UPDATE, Kind.RECREATE, Kind.DELETE):
-            assert a.ref in copies and copies[a.ref].owner is not None, a
-            assert a.expected_uid == copies[a.ref].uid
+            assert a.ref in copies, a
+            copy, owner = copies[a.ref], copies[a.ref].owner
+            assert owner is not None, a
+            expected = proof_for(a.namespace, a.name, owner.namespace, owner.name, copy.owner_uid)
+            assert copy.annotations.get("syncjob.dev/proof") == expected, a  # only provable copies
+            assert a.expected_uid == copy.uid
 
 
 @given(clusters())
@@ -189,15 +206,18 @@ def test_an_invalid_sources_copies_are_never_changed(cluster: tuple[Snapshot, Po
     assert {pr.source for pr in p.problems if pr.fatal} >= invalid
     for copy in snapshot.copies:
         if copy.owner in invalid:
-            action = next(a for a in p.actions if a.ref == copy.ref)
-            assert not action.kind.writes, action
+            action = next((a for a in p.actions if a.ref == copy.ref), None)
+            assert action is None or not action.kind.writes, action
 
 
 @given(clusters())
-def test_the_guard_holds_all_deletes_or_none(cluster: tuple[Snapshot, Policy]) -> None:
+def test_the_guard_only_turns_deletes_into_holds_and_says_why(cluster: tuple[Snapshot, Policy]) -> None:
     snapshot, conf = cluster
+    released = plan(snapshot, replace(conf, max_delete=None), release=10**6)
     guarded = plan(snapshot, replace(conf, max_delete=None))
-    kinds = {a.kind for a in guarded.actions}
-    assert not ({Kind.HOLD, Kind.DELETE} <= kinds)
-    if Kind.HOLD in kinds:
-        assert guarded.notes and "mass-deletion guard" in guarded.notes[0]
+    deletes = {a.ref for a in released.actions if a.kind is Kind.DELETE}
+    assert {a.ref for a in guarded.actions if a.kind in (Kind.DELETE, Kind.HOLD)} == deletes
+    others = [a for a in released.actions if a.kind is not Kind.DELETE]
+    assert [a for a in guarded.actions if a.kind not in (Kind.DELETE, Kind.HOLD)] == others
+    if any(a.kind is Kind.HOLD for a in guarded.actions):
+        assert any(n.startswith("mass-deletion guard") for n in guarded.notes)

@@ -275,6 +275,7 @@ def test_a_build_kind_the_identity_may_not_list_names_the_rule_to_add(env: SyncE
         docs = list(yaml.safe_load_all((ROOT / "tests" / "manifests" / "argo-crds.yaml").read_text()))
         install_crds(api, [d for d in docs if d])
     env.put_source()
+    env.run()  # as admin: makes the proof key, which a reader may not
     env.set_policy(targets={"builds": ["workflows.argoproj.io"]})
     kubeconfig = env.cluster.service_account_kubeconfig(env.source_ns, "reader")
     bind(env, env.source_ns, "reader", cluster_role(env, "reader", READ_RULES))

@@ -56,7 +56,8 @@ def test_steady_state_makes_no_writes_and_only_lists(env: SyncEnv) -> None:
     assert set(requests) <= {"get", "list", "discovery", "status", "total"}
     # GET its SecretSync; LIST sources, namespaces, 2 build kinds, copies; one discovery GET for every
     # build kind; one PATCH of the SecretSync's status. No write to any Secret.
-    assert (requests["get"], requests["list"], requests["discovery"], requests["status"]) == (1, 5, 1, 1)
+    # (the two GETs: the SecretSync and the proof key).
+    assert (requests["get"], requests["list"], requests["discovery"], requests["status"]) == (2, 5, 1, 1)
     assert {k: s.metadata.resource_version for k, s in env.copies().items()} == before
 
 
@@ -98,7 +99,9 @@ def test_copy_deleted_by_hand_comes_back_and_edited_copy_is_repaired(env: SyncEn
     assert env.secret(a) is not None
 
 
-def test_unlabelled_or_deleted_source_takes_its_copies_with_it(env: SyncEnv) -> None:
+def test_a_deleted_source_takes_its_copies_and_an_unlabelled_one_waits_for_confirmation(env: SyncEnv) -> None:
+    """Removing the label may be a mistake (the source still exists): its copies are held until a run
+    with --max-delete confirms it, or the source is deleted. A deleted source's copies go at once."""
     targets = [env.build_namespace(f"n{i}") for i in range(2)]
     env.put_source("one")
     env.put_source("two")
@@ -107,11 +110,15 @@ def test_unlabelled_or_deleted_source_takes_its_copies_with_it(env: SyncEnv) -> 
     env.put_source("one", labels={})  # unlabel
     env.core.delete_namespaced_secret("two", env.source_ns)
     result = env.run()
-    assert result.code == 0, result.stderr
+    assert result.code == 1, result.stderr
+    assert {x["reason"] for x in result.actions("delete")} == {"source deleted, unlabelled or no longer selected"}
+    assert sorted(x["namespace"] for x in result.actions("delete")) == targets
+    assert sorted(x["namespace"] for x in result.actions("hold")) == targets
+    assert f"{env.source_ns}/one still exists" in result.stderr and "--max-delete 4" in result.stderr
+    assert sorted(env.copies()) == sorted(f"{ns}/one" for ns in targets)
+    confirmed = env.run("--max-delete", "2")
+    assert confirmed.code == 0, confirmed.stderr
     assert env.copies() == {}
-    reasons = {x["reason"] for x in result.actions("delete")}
-    assert reasons == {"source deleted, unlabelled or no longer selected"}
-    assert all(env.secret(ns, "one") is None for ns in targets)
 
 
 def test_namespaces_follow_their_builds(env: SyncEnv) -> None:
@@ -134,12 +141,13 @@ def test_unmanaged_same_name_secret_is_reported_and_untouched(env: SyncEnv) -> N
         a, k8s.V1Secret(metadata=k8s.V1ObjectMeta(name="regcred"), type="Opaque", data={"x": b64("mine")})
     )
     env.put_source()
-    for _ in range(2):
+    for first in (True, False):
         result = env.run()
         assert result.code == 0
         (conflict,) = result.actions("conflict")
         assert conflict["namespace"] == a and "not created by syncjob" in conflict["reason"]
-        assert result.writes() == 0
+        assert result.writes() == (1 if first else 0)  # the first run makes its proof key, nothing else
+        assert result.actions("create") == []
     after = env.secret(a)
     assert after is not None and after.metadata.resource_version == theirs.metadata.resource_version
 

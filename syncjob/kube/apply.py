@@ -108,7 +108,7 @@ class Applier:
     def _source_body(self, action: Action, resource_version: str = "") -> dict[str, Any]:
         assert action.source is not None
         source = self.planner.verdicts.eligible[action.source]
-        return copy_body(source, self.policy, action.namespace, resource_version)
+        return copy_body(source, self.policy, action.namespace, resource_version, self.planner.snapshot.proof_key)
 
     def _create(self, action: Action) -> None:
         self.kube.call(

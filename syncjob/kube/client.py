@@ -120,20 +120,48 @@ def load_api_client(kubeconfig: Path | None, context: str, pool_size: int) -> cl
     return client.ApiClient(configuration)
 
 
-def summarise(exc: ApiException, what: str) -> ApiError:
-    """An ApiError from a response: status, reason and a redacted message, never the raw body."""
-    reason, message = str(exc.reason or ""), ""
+_SECRETS_PATH = re.compile(r"/secrets(/|$)")  # core/v1 Secrets, not e.g. /secretsyncs
+# Who denied a request, as the API server names them in its message.
+_DENIED_BY = (
+    re.compile(r"ValidatingAdmissionPolicy '([^']{1,253})'"),
+    re.compile(r'admission webhook "([^"]{1,253})" denied'),
+)
+
+
+def _denied_by(message: str) -> str:
+    for pattern in _DENIED_BY:
+        found = pattern.search(message)
+        if found:
+            kind = "ValidatingAdmissionPolicy" if "Policy" in pattern.pattern else "admission webhook"
+            return f"denied by {kind} {found.group(1)!r}"
+    return ""
+
+
+def summarise(exc: ApiException, what: str, *, touches_secrets: bool = False) -> ApiError:
+    """An ApiError from a response: status and reason, never the raw body.
+
+    For a request about Secrets the server's free text is not relayed at all: an admission policy's
+    message (or a validation error) can quote the Secret's data, so only the causes' field paths and
+    the name of the policy or webhook that denied it are kept. Other messages are relayed, with any
+    quoted invalid value cut out.
+    """
+    reason, message, fields = str(exc.reason or ""), "", []
     try:
         body = json.loads(exc.body) if exc.body else {}
         if isinstance(body, dict):
             reason = body.get("reason") or reason
             message = str(body.get("message") or "")
-            causes = (body.get("details") or {}).get("causes") or []
-            if any(c.get("reason") == "NamespaceTerminating" for c in causes if isinstance(c, dict)):
+            causes = [c for c in (body.get("details") or {}).get("causes") or [] if isinstance(c, dict)]
+            fields = sorted({str(c["field"]) for c in causes if c.get("field")})
+            if any(c.get("reason") == "NamespaceTerminating" for c in causes):
                 reason = "NamespaceTerminating"
     except (ValueError, TypeError):
         message = ""
-    return ApiError(int(exc.status or 0), str(reason), redact(message), what)
+    if touches_secrets:
+        parts = [p for p in (_denied_by(message), f"fields: {', '.join(fields)}" if fields else "") if p]
+        summary = "; ".join(parts) or "the server's message is not shown: it can quote Secret data"
+        return ApiError(int(exc.status or 0), str(reason), summary, what)
+    return ApiError(int(exc.status or 0), str(reason), _QUOTED_VALUE.sub(r"\1<redacted>", message)[:500], what)
 
 
 class Kube:
@@ -230,12 +258,12 @@ class Kube:
         except DeadlineExceeded:
             # The deadline cut retries short: the failure is the news, not the deadline...
             if failures and not self._cut_by_deadline(failures[-1]):
-                raise self._translate(failures[-1], what) from failures[-1]
+                raise self._translate(failures[-1], what, path) from failures[-1]
             raise
         except (ApiException, urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as e:
             if self._cut_by_deadline(e):
                 raise DeadlineExceeded(f"--timeout expired during {what}") from e
-            raise self._translate(e, what) from e
+            raise self._translate(e, what, path) from e
 
     def _cut_by_deadline(self, exc: BaseException) -> bool:
         """...unless the failure is a timeout once --timeout has passed: the request's own timeout was
@@ -244,9 +272,9 @@ class Kube:
         refused = isinstance(exc, urllib3.exceptions.NewConnectionError)  # a TimeoutError subclass in urllib3
         return timed_out and not refused and self.deadline.expired()
 
-    def _translate(self, exc: BaseException, what: str) -> ApiError | ClusterUnreachable:
+    def _translate(self, exc: BaseException, what: str, path: str = "") -> ApiError | ClusterUnreachable:
         if isinstance(exc, ApiException):
-            error = summarise(exc, what)
+            error = summarise(exc, what, touches_secrets=_SECRETS_PATH.search(path) is not None)
             if is_transient(exc):
                 return TransientError(error.status, error.reason, error.message, what)
             return error

@@ -5,6 +5,9 @@ A run with several SecretSyncs reads namespaces, build kinds and discovery once 
 
 from __future__ import annotations
 
+import base64
+import binascii
+import secrets
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -13,10 +16,22 @@ from typing import Any
 from syncjob.config import BuildResource
 from syncjob.errors import ApiError, ClusterUnreachable, ConfigError, ForbiddenToList
 from syncjob.kube.client import Kube
-from syncjob.model import INSTANCE_LABEL, Copy, Namespace, Occupant, Ref, ServiceAccount, Snapshot, Source
+from syncjob.model import (
+    INSTANCE_LABEL,
+    MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+    Copy,
+    Namespace,
+    Occupant,
+    Ref,
+    ServiceAccount,
+    Snapshot,
+    Source,
+)
 from syncjob.objects import (
     copy_from,
     is_own_copy,
+    is_syncjob_own,
     managed_selector,
     namespace_from,
     occupant_from,
@@ -24,6 +39,7 @@ from syncjob.objects import (
     source_from,
 )
 from syncjob.policy import GROUP, PLURAL, VERSION, Policy
+from syncjob.proof import PROOF_KEY_FIELD, PROOF_KEY_LABEL, PROOF_KEY_SECRET
 
 # Build objects only mark a namespace: ask for metadata, not whole (possibly large) objects.
 METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
@@ -40,6 +56,7 @@ class ReadMemo:
     namespaces: dict[str, list[Namespace]] = field(default_factory=dict)  # by label selector
     build_namespaces: dict[tuple[str, str, str], frozenset[str]] = field(default_factory=dict)
     served: dict[str, list[tuple[str, frozenset[str]]]] | None = None  # group → [(version, plurals)]
+    proof_keys: dict[str, bytes | None] = field(default_factory=dict)  # by source namespace
 
 
 def _listing(kube: Kube, path: str, what: str, rbac: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
@@ -102,6 +119,7 @@ def read_sources(kube: Kube, policy: Policy) -> tuple[list[Source], list[Ref]]:
                 label_selector=selector,
             ),
         )
+        if not is_syncjob_own(s)
     }
     missing: list[Ref] = []
     for ref in policy.sources:
@@ -245,8 +263,55 @@ def read_copies(kube: Kube, instance: str) -> list[Copy]:
     ]
 
 
-def read_snapshot(kube: Kube, policy: Policy, memo: ReadMemo | None = None) -> Snapshot:
+def read_proof_key(kube: Kube, namespace: str, *, create: bool, memo: ReadMemo) -> bytes | None:
+    """The key that proves copies (syncjob/proof.py), made on first need unless this is a dry-run."""
+    if namespace not in memo.proof_keys:
+        key = _get_proof_key(kube, namespace)
+        if key is None and create:
+            body = {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {
+                    "name": PROOF_KEY_SECRET,
+                    "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, PROOF_KEY_LABEL: "true"},
+                    "annotations": {"syncjob.dev/purpose": "proves which Secrets syncjob copied; keep it secret"},
+                },
+                "type": "Opaque",
+                "data": {PROOF_KEY_FIELD: base64.b64encode(secrets.token_bytes(32)).decode()},
+            }
+            what = f"create Secret {namespace}/{PROOF_KEY_SECRET}"
+            try:
+                kube.call("create", "POST", f"/api/v1/namespaces/{namespace}/secrets", what=what, body=body)
+            except ApiError as e:
+                if e.status != 409:  # 409: another run made it first; read theirs
+                    raise
+            key = _get_proof_key(kube, namespace)
+        memo.proof_keys[namespace] = key
+    return memo.proof_keys[namespace]
+
+
+def _get_proof_key(kube: Kube, namespace: str) -> bytes | None:
+    what = f"get Secret {namespace}/{PROOF_KEY_SECRET}"
+    try:
+        obj = kube.call("get", "GET", f"/api/v1/namespaces/{namespace}/secrets/{PROOF_KEY_SECRET}", what=what)
+    except ApiError as e:
+        if e.status == 404:
+            return None
+        if e.status in (401, 403):
+            raise ForbiddenToList(
+                f"{what}: forbidden (HTTP {e.status}). The job's identity needs get and create on secrets in "
+                f"{namespace} (its proof key); see the ClusterRole in k8s/cronjob.yaml"
+            ) from e
+        raise
+    try:
+        return base64.b64decode(str((obj.get("data") or {}).get(PROOF_KEY_FIELD, "")), validate=True) or None
+    except (binascii.Error, ValueError):
+        return None  # a damaged key proves nothing
+
+
+def read_snapshot(kube: Kube, policy: Policy, memo: ReadMemo | None = None, *, create_key: bool = False) -> Snapshot:
     memo = memo if memo is not None else ReadMemo()
+    proof_key = read_proof_key(kube, policy.source_namespace, create=create_key, memo=memo)
     sources, missing = read_sources(kube, policy)
     namespaces = read_namespaces(kube, policy, memo)
     builds = read_build_namespaces(kube, policy, memo) if policy.by_builds else None
@@ -257,7 +322,21 @@ def read_snapshot(kube: Kube, policy: Policy, memo: ReadMemo | None = None) -> S
         copies=tuple(read_copies(kube, policy.instance)),
         missing_sources=tuple(missing),
         service_accounts=tuple(read_service_accounts(kube, policy.patch_service_accounts)),
+        proof_key=proof_key,
     )
+
+
+def read_existing(kube: Kube, refs: Iterable[Ref]) -> frozenset[Ref]:
+    """Which of these Secrets exist (one GET each): the owners of copies a run would delete."""
+    found = set()
+    for ref in refs:
+        try:
+            kube.call("get", "GET", f"/api/v1/namespaces/{ref.namespace}/secrets/{ref.name}", what=f"get Secret {ref}")
+            found.add(ref)
+        except ApiError as e:
+            if e.status != 404:
+                raise
+    return frozenset(found)
 
 
 def read_service_accounts(kube: Kube, names: tuple[str, ...]) -> list[ServiceAccount]:
