@@ -50,3 +50,8 @@ class DeadlineExceeded(SyncjobError):
 
 class ReadIncomplete(SyncjobError):
     """The cluster could not be read completely (e.g. --timeout expired while reading): nothing was written."""
+
+
+class ConversionFailed(SyncjobError):
+    """A CRD's conversion webhook failed, so the API server cannot serve a build kind's objects (an
+    operator being upgraded, its webhook down). Nothing was written; the next run tries again."""

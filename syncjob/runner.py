@@ -214,6 +214,7 @@ class Run:
             log_event("note", logging.WARNING, policy=policy.name, message=note)
 
         dry = self.settings.effective_dry_run
+        server_gone = False
         if self.kube is None:
             results = [Result(a, Outcome.PLANNED if a.kind.writes else Outcome.REPORTED) for a in plan.actions]
             results = [replace(r, policy=policy.name) for r in results]
@@ -226,7 +227,10 @@ class Run:
             for r in results:
                 if not r.action.kind.writes:
                     log_result(r)
+            server_gone = applier.server_gone.is_set()
 
+        if server_gone:  # nothing more to say to a server that stopped answering: report and stop
+            return self.server_gone(policy, results, plan, snapshot, planner, time.monotonic() - started)
         if self.settings.events and self.kube is not None and not dry:
             post_events(self.kube, source_events(snapshot.sources, results, plan.problems, policy.instance),
                         policy.instance)  # fmt: skip
@@ -265,6 +269,20 @@ class Run:
         )
         self.write_status(policy.name, policy.origin, facts, previous)
         return PolicyRun(policy.name, results, summary, policy, plan, snapshot, planner)
+
+    def server_gone(  # noqa: PLR0917 - the parts of one policy's run
+        self, policy: Policy, results: list[Result], plan: Plan, snapshot: Snapshot, planner: Planner, duration: float
+    ) -> PolicyRun:
+        """The API server stopped answering mid-apply: say what was done and what was not attempted, exit 2."""
+        undone = sum(1 for r in results if r.outcome in (Outcome.NOT_RUN, Outcome.FAILED))
+        message = f"the API server stopped answering during the writes; {undone} writes were not made (see the actions)"
+        log_event("policy_failed", logging.ERROR, policy=policy.name, reason=READ_FAILED, message=message)
+        summary = Summary(
+            mode=mode_of(self.settings), counts=count(results), requests={}, retries=0, duration_seconds=duration,
+            problems=plan.problems, notes=(*plan.notes, message), exit_code=EXIT_UNUSABLE,
+            source_count=len(planner.verdicts.eligible), policy=policy.name, error=message,
+        )  # fmt: skip
+        return PolicyRun(policy.name, results, summary, policy, plan, snapshot, planner, message, cluster_gone=True)
 
 
 def combine(runs: list[PolicyRun], mode: str, counter: RequestCounter, duration: float) -> Summary:

@@ -411,6 +411,7 @@ def test_install_doc_commands_match_the_manifest() -> None:
     for line in (
         "kubectl apply -f k8s/cronjob.yaml",
         "kubectl wait --for condition=established crd/secretsyncs.syncjob.dev",
+        "kubectl apply -f k8s/fences.yaml",
         "kubectl apply -f k8s/policies/default.yaml",
         f"kubectl -n syncjob set image cronjob/syncjob {container_name}=REGISTRY/syncjob:TAG",
         "kubectl create job --from=cronjob/syncjob syncjob-manual-$(date +%s) -n syncjob",
@@ -730,6 +731,7 @@ def test_readme_gives_the_same_commands_as_the_install_guide() -> None:
     assert run_block in shell_blocks(readme), "README's kubectl run must be the one docs/install.md documents"
     for line in (
         "kubectl apply -f k8s/cronjob.yaml",
+        "kubectl apply -f k8s/fences.yaml",
         "kubectl apply -f k8s/policies/default.yaml",
         "kubectl -n syncjob set image cronjob/syncjob syncjob=REGISTRY/syncjob:TAG",
         "kubectl create job --from=cronjob/syncjob syncjob-manual-$(date +%s) -n syncjob",

@@ -692,3 +692,59 @@ def test_timeout_while_reading_exits_2(world: World, proxy: FaultProxy, tmp_path
     assert "--timeout expired during " in result.stderr and "nothing was changed" in result.stderr
     assert "cannot reach" not in result.stderr
     assert tenant.copies() == {}
+
+
+# --- 6. the API server goes away -----------------------------------------------------------------
+
+
+def test_a_server_that_stops_answering_mid_apply_stops_the_writes(
+    world: World, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """After 10 writes every connection is reset: the writes in flight give up after their retries, the
+    rest are not attempted, the run says so and exits 2 - within seconds of backoff, not one round of
+    retries per remaining write."""
+    tenant = world.tenant()
+    tenant.put_source(0)
+    tenant.run()  # the proof key exists: the next run's writes are copies only
+    tenant.put_source(0, data=docker_config(password="rotated"))
+    writes: list[str] = []
+
+    def die_after_ten_writes(kube: Kube) -> None:
+        original = kube.call
+
+        def call(verb: str, *args: Any, **kwargs: Any) -> Any:
+            if verb in ("create", "update", "delete"):
+                writes.append(verb)
+                if len(writes) == 10:
+                    proxy.configure(rules=[Rule("reset", times=None)])
+            return original(verb, *args, **kwargs)
+
+        kube.call = call  # type: ignore[method-assign]
+
+    fake = FakeTime()
+    argv = with_kubeconfig(tenant.argv("--concurrency", "2"), proxied(tmp_path, proxy))
+    run = run_in_process(argv, sleep=fake.sleep, kube_hook=die_after_ten_writes)
+    assert run.code == 2, run.logs
+    outcomes = Counter(a["result"] for a in run.actions("update"))
+    assert outcomes["done"] >= 8 and outcomes["failed"] <= 2, outcomes
+    assert outcomes["not-run"] >= WORLD_SIZE - 12, outcomes
+    assert sum(outcomes.values()) == WORLD_SIZE
+    assert len(writes) <= 12  # nothing was sent after the server was found gone
+    assert sum(fake.waits) <= 30.0, fake.waits  # one round of backoff
+    (part,) = run.summary["policies"]
+    assert "stopped answering" in part["error"] and part["exitCode"] == 2
+    proxy.configure(rules=[])
+    again = tenant.run()
+    assert again.code == 0, again.stderr
+    tenant.assert_converged()
+
+
+def test_discovery_failing_before_any_write_is_unusable(env: SyncEnv, proxy: FaultProxy, tmp_path: Path) -> None:
+    env.build_namespace("n")
+    env.put_source()
+    proxy.configure(rules=[Rule("503", path=r"^/apis\?|^/apis$", times=None)])
+    run = run_in_process(with_kubeconfig(env.argv(), proxied(tmp_path, proxy)), sleep=FakeTime().sleep)
+    assert run.code == 2
+    (part,) = run.summary["policies"]
+    assert "discover API groups" in part["error"] and "HTTP 503" in part["error"]
+    assert env.copies() == {} and run.summary["requests"].get("create", 0) <= 1  # at most the proof key

@@ -7,6 +7,7 @@ again and planned again, once.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import replace
@@ -28,6 +29,9 @@ class Applier:
         self.dry_run = dry_run
         self.concurrency = concurrency
         self.secret_actions: tuple[Action, ...] = ()
+        # Set when a write found the API server gone: the writes not yet started are not attempted, so a
+        # dead server costs one round of retries, not one per remaining write.
+        self.server_gone = threading.Event()
 
     def apply(self, actions: tuple[Action, ...], on_result: Callable[[Result], None] | None = None) -> list[Result]:
         self.secret_actions = tuple(a for a in actions if a.resource == SECRET)
@@ -54,6 +58,8 @@ class Applier:
     def _run(self, action: Action) -> Result:
         if self.kube.deadline.expired():
             return Result(action, Outcome.NOT_RUN, "--timeout expired before this write")
+        if self.server_gone.is_set():
+            return Result(action, Outcome.NOT_RUN, "not attempted: the API server stopped answering")
         try:
             return self._write(action, replan=True)
         except DeadlineExceeded as e:  # "before" or "during": a write cut off mid-flight may have landed
@@ -63,6 +69,7 @@ class Applier:
                 return Result(replace(action, kind=Kind.SKIP, reason="namespace is terminating"), Outcome.REPORTED)
             return Result(action, Outcome.FAILED, str(e))
         except ClusterUnreachable as e:
+            self.server_gone.set()
             return Result(action, Outcome.FAILED, str(e))
 
     @property

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import secrets
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from syncjob.config import BuildResource
-from syncjob.errors import ApiError, ClusterUnreachable, ConfigError, ForbiddenToList
+from syncjob.errors import ApiError, ClusterUnreachable, ConfigError, ConversionFailed, ForbiddenToList
 from syncjob.kube.client import Kube
 from syncjob.model import (
     INSTANCE_LABEL,
@@ -70,8 +71,26 @@ def _listing(kube: Kube, path: str, what: str, rbac: str, **kwargs: Any) -> Iter
             ) from e
         if e.status == 404:
             raise  # the caller knows what a missing collection means
+        if "conversion webhook" in e.message:
+            raise conversion_failed(what, e.message) from e
         # Without a complete read there is no safe plan: the run is unusable, not partial.
         raise ClusterUnreachable(f"{e}; nothing was changed") from e
+
+
+_WEBHOOK_SERVICE = re.compile(r"https://([a-z0-9-]+)\.([a-z0-9-]+)\.svc")
+_STORAGE_KEY = re.compile(r"Key: (/registry/[^\s,]+)")
+
+
+def conversion_failed(what: str, message: str) -> ConversionFailed:
+    service = _WEBHOOK_SERVICE.search(message)
+    key = _STORAGE_KEY.search(message)
+    named = f" (service {service.group(2)}/{service.group(1)})" if service else ""
+    example = f", e.g. for {key.group(1)}" if key else ""
+    return ConversionFailed(
+        f"{what}: the API server cannot convert these objects: their CRD's conversion webhook{named} failed"
+        f"{example}. Its operator is probably being upgraded or its webhook is down; nothing was changed, "
+        "and the next run tries again"
+    )
 
 
 def read_policy_objects(kube: Kube, names: Iterable[str] = ()) -> list[dict[str, Any]]:

@@ -1,0 +1,236 @@
+"""k8s/fences.yaml on the real API server: only syncjob makes copies, and syncjob only makes copies.
+Also: values never leave the process, even when an admission policy quotes them back."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from tests.controlplane.cluster import ControlPlane
+from tests.factories import b64, seed
+from tests.sync_env import ROOT, SyncEnv, wait_for
+from tests.test_deploy_cluster import NAMESPACE, SERVICE_ACCOUNT, deployed, dynamic, sa_kubeconfig  # noqa: F401
+
+FENCES = ROOT / "k8s" / "fences.yaml"
+LABELS = {"app.kubernetes.io/managed-by": "syncjob", "syncjob.dev/instance": "whatever"}
+VAP = ("admissionregistration.k8s.io", "v1")
+
+
+def fence_docs() -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(FENCES.read_text()) if d]
+
+
+def _plural(doc: dict[str, Any]) -> str:
+    return "validatingadmissionpolicies" if doc["kind"] == "ValidatingAdmissionPolicy" else (
+        "validatingadmissionpolicybindings"
+    )  # fmt: skip
+
+
+def _refused(call: Any) -> ApiException:
+    with pytest.raises(ApiException) as raised:
+        call()
+    assert raised.value.status in (403, 422), raised.value.body
+    return raised.value
+
+
+@pytest.fixture
+def fences(cluster: ControlPlane, deployed: object) -> Iterator[None]:  # noqa: F811
+    """The shipped fences, on for one test, then off again (they are cluster-wide)."""
+    with cluster.admin_client() as api:
+        custom = k8s.CustomObjectsApi(api)
+        for doc in fence_docs():
+            custom.create_cluster_custom_object(*VAP, _plural(doc), doc)
+        probe = cluster.new_namespace("fence-probe")
+
+        def effective() -> bool:  # policies take effect when the server's informers see them
+            body = k8s.V1Secret(metadata=k8s.V1ObjectMeta(name="probe", labels=LABELS))
+            try:
+                k8s.CoreV1Api(api).create_namespaced_secret(probe, body, dry_run="All")
+            except ApiException as e:
+                return e.status == 403
+            return False
+
+        wait_for(effective, "the fences to take effect")
+        try:
+            yield
+        finally:
+            for doc in reversed(fence_docs()):
+                custom.delete_cluster_custom_object(*VAP, _plural(doc), doc["metadata"]["name"])
+
+
+def tenant_core(env: SyncEnv, namespace: str) -> k8s.CoreV1Api:
+    """A tenant ServiceAccount that may do anything with Secrets in its own namespace, and nothing else."""
+    rbac = k8s.RbacAuthorizationV1Api(env.api)
+    rbac.create_namespaced_role(namespace, {
+        "metadata": {"name": "secrets-admin"},
+        "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["*"]}],
+    })  # fmt: skip
+    rbac.create_namespaced_role_binding(namespace, {
+        "metadata": {"name": "tenant"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "secrets-admin"},
+        "subjects": [{"kind": "ServiceAccount", "name": "tenant", "namespace": namespace}],
+    })  # fmt: skip
+    api = env.cluster.service_account_client(namespace, "tenant")
+    core = k8s.CoreV1Api(api)
+    wait_for(lambda: _can_list(core, namespace), "the tenant's Role to take effect")
+    return core
+
+
+def _can_list(core: k8s.CoreV1Api, namespace: str) -> bool:
+    try:
+        core.list_namespaced_secret(namespace)
+        return True
+    except ApiException:
+        return False
+
+
+def test_a_tenant_cannot_forge_a_copy(env: SyncEnv, sa_kubeconfig: Path, fences: None) -> None:  # noqa: F811
+    a = env.build_namespace("a")
+    env.put_source()
+    assert env.run(kubeconfig=sa_kubeconfig).code == 0  # a real copy, made by the job's identity
+    tenant = tenant_core(env, a)
+    forged = k8s.V1Secret(metadata=k8s.V1ObjectMeta(name="forged", labels=LABELS), string_data={"k": "v"})
+    error = _refused(lambda: tenant.create_namespaced_secret(a, forged))
+    assert "ValidatingAdmissionPolicy 'syncjob-copies-are-syncjobs'" in error.body
+    plain = tenant.create_namespaced_secret(a, k8s.V1Secret(metadata=k8s.V1ObjectMeta(name="plain")))
+    error = _refused(lambda: tenant.patch_namespaced_secret("plain", a, {"metadata": {"labels": LABELS}}))
+    assert "syncjob-copies-are-syncjobs" in error.body and plain.metadata.name == "plain"
+    # Cluster admins are not exempt either.
+    _refused(lambda: env.core.create_namespaced_secret(a, forged))
+    # Deleting a copy stays possible for whoever RBAC allows; the next run makes it again.
+    tenant.delete_namespaced_secret("regcred", a)
+    assert env.run(kubeconfig=sa_kubeconfig).code == 0 and env.secret(a) is not None
+
+
+def test_the_job_identity_writes_only_copies(
+    env: SyncEnv,
+    cluster: ControlPlane,
+    fences: None,
+) -> None:
+    a = env.namespace("a")
+    env.core.create_namespaced_secret(a, k8s.V1Secret(metadata=k8s.V1ObjectMeta(name="theirs")))
+    env.set_policy(types=["kubernetes.io/dockerconfigjson"])
+    with cluster.service_account_client(NAMESPACE, SERVICE_ACCOUNT, create=False) as api:
+        job = k8s.CoreV1Api(api)
+        token = k8s.V1Secret(
+            metadata=k8s.V1ObjectMeta(
+                name="stolen", labels=LABELS, annotations={"kubernetes.io/service-account-token": "x"}
+            ),
+            type="kubernetes.io/service-account-token",
+        )
+        token.metadata.annotations = {"kubernetes.io/service-account.name": "default"}
+        error = _refused(lambda: job.create_namespaced_secret("kube-system", token, dry_run="All"))
+        assert "syncjob-writes-only-copies" in error.body and "service-account-token" in error.body
+        unlabelled = k8s.V1Secret(metadata=k8s.V1ObjectMeta(name="mine"))
+        assert "syncjob-writes-only-copies" in _refused(lambda: job.create_namespaced_secret(a, unlabelled)).body
+        take_over = {"metadata": {"labels": LABELS}}
+        _refused(lambda: job.replace_namespaced_secret("theirs", a, _with(env.secret(a, "theirs"), take_over)))
+        _refused(lambda: job.delete_namespaced_secret("theirs", a))
+        wrong_type = k8s.V1Secret(
+            metadata=k8s.V1ObjectMeta(name="copy", labels={**LABELS, "syncjob.dev/instance": env.prefix}),
+            type="Opaque",
+        )
+        error = _refused(lambda: job.create_namespaced_secret(a, wrong_type))
+        assert "syncjob-copy-types" in error.body and "does not allow copies of type Opaque" in error.body
+    assert env.secret(a, "theirs") is not None
+
+
+def _with(secret: k8s.V1Secret | None, patch: dict[str, Any]) -> k8s.V1Secret:
+    assert secret is not None
+    secret.metadata.labels = patch["metadata"]["labels"]
+    return secret
+
+
+def test_normal_runs_pass_every_fence(env: SyncEnv, sa_kubeconfig: Path, fences: None) -> None:  # noqa: F811
+    a, b = env.build_namespace("a"), env.build_namespace("b")
+    env.put_source()
+    env.put_source("git", type="Opaque", data={"token": b64("t0k3n")})
+    env.set_policy(types=["kubernetes.io/dockerconfigjson", "Opaque"])
+    for args in ((), ("--dry-run=server",)):
+        result = env.run(*args, kubeconfig=sa_kubeconfig)
+        assert result.code == 0, result.stderr
+    assert sorted(env.copies()) == sorted(f"{ns}/{n}" for ns in (a, b) for n in ("regcred", "git"))
+    env.put_source("git", type="Opaque", data={"token": b64("rotated")})
+    env.remove_builds(b)
+    env.add_build(env.namespace("c"))
+    result = env.run(kubeconfig=sa_kubeconfig)
+    assert result.code == 0, result.stderr
+    assert {k: sum(v.values()) for k, v in result.summary["actions"].items()} == {
+        "create": 2, "delete": 2, "update": 1, "leave": 1,
+    }  # fmt: skip
+
+
+# --- values never leave ------------------------------------------------------------------------
+
+
+ECHO = """
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: NAME}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    namespaceSelector: {matchLabels: {echo-test: NAME}}
+    resourceRules:
+      - {apiGroups: [""], apiVersions: ["v1"], operations: ["CREATE", "UPDATE"], resources: ["secrets"]}
+  validations:
+    - expression: "false"
+      messageExpression: >-
+        'refused: raw=' + string(object.data['token']) + ' chunks=' + string(object.data['token']).substring(0, 4)
+        + '|' + string(object.data['token']).substring(4) + ' config=' + string(object.data['config'])
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: NAME}
+spec: {policyName: NAME, validationActions: ["Deny"]}
+"""
+
+
+def test_an_admission_policy_that_quotes_the_data_never_gets_it_out(env: SyncEnv, tmp_path: Path) -> None:
+    """A policy's message can quote the object's data: short values, raw, base64 and cut in pieces.
+    None of it may reach stdout, stderr, the Events, the SecretSync's status or the metrics."""
+    password, token = "pw7", b64("hunter22")  # short; and one that is base64 text itself
+    config = json.dumps({"auths": {"r.example.com": {"auth": b64(f"u:{password}")}}})
+    seed(password, token, config)
+    pieces = [token[:4], token[4:], password]
+    name = f"{env.prefix}-echo"
+    docs = list(yaml.safe_load_all(ECHO.replace("NAME", name)))
+    for doc in docs:
+        env.custom.create_cluster_custom_object(*VAP, _plural(doc), doc)
+    try:
+        targets = [env.namespace(f"t{i}", labels={"echo-test": name}) for i in range(3)]
+        for ns in targets:
+            env.add_build(ns)
+        env.put_source("leaky", type="Opaque", data={"token": b64(token), "config": b64(config)})
+        env.set_policy(types=["Opaque"])
+        textfile = tmp_path / "syncjob.prom"
+
+        def denied() -> Any:
+            r = env.run("--events", "--metrics-textfile", str(textfile))
+            return r.code == 1 and len([a for a in r.actions("create") if a["result"] == "failed"]) == 3 and r
+
+        result = wait_for(denied, "the echoing policy to take effect")
+        error = result.actions("create")[0]["error"]
+        assert f"ValidatingAdmissionPolicy '{name}'" in error and "HTTP 422 Invalid" in error
+        events = env.core.list_namespaced_event(env.source_ns).items
+        outputs = [
+            result.stdout,
+            result.stderr,
+            json.dumps(env.policy_object().get("status")),
+            textfile.read_text(),
+            *(e.message or "" for e in events),
+        ]
+        for text in outputs:
+            for value in (password, token, config, *pieces, b64(token), b64(config)):
+                assert value not in text, (value, text[:200])
+        assert any(e.reason == "SyncFailed" for e in events)
+    finally:
+        for doc in docs:
+            env.custom.delete_cluster_custom_object(*VAP, _plural(doc), doc["metadata"]["name"])
