@@ -739,3 +739,53 @@ def test_readme_gives_the_same_commands_as_the_install_guide() -> None:
         "kubectl delete -f k8s/cronjob.yaml",
     ):
         assert line in readme, f"README.md lacks {line!r}"
+
+
+_VERBS = {"POST": "create", "PUT": "update", "DELETE": "delete", "PATCH": "patch"}
+_PATH = re.compile(r"^/(?:api/v1|apis/(?P<group>[^/]+)/[^/]+)(?:/namespaces/[^/]+)?/(?P<resource>[a-z]+)"
+                   r"(?:/(?P<name>[^/?]+))?(?:/(?P<sub>[a-z]+))?")  # fmt: skip
+
+
+def rbac_request(method: str, path: str) -> tuple[str, str, str] | None:
+    """(API group, resource[/subresource], verb) of a request, as RBAC sees it; None for discovery."""
+    found = _PATH.match(path.split("?", maxsplit=1)[0])
+    if found is None or (found["name"] is None and found["resource"] == "namespaces" and method != "GET"):
+        return None
+    resource = found["resource"] + (f"/{found['sub']}" if found["sub"] else "")
+    if method == "GET":
+        verb = "get" if found["name"] and found["resource"] != "namespaces" else "list"
+    else:
+        verb = _VERBS[method]
+    return found["group"] or "", resource, verb
+
+
+def test_every_verb_the_cluster_role_grants_is_one_a_run_uses(
+    cluster: ControlPlane, env: SyncEnv, sa_kubeconfig: Path, tmp_path: Path
+) -> None:
+    """Runs as the manifest's identity, through a recording proxy: every (resource, verb) the ClusterRole
+    grants shows up among the requests the runs sent, and no request needed more."""
+    from tests.faultproxy import FaultProxy
+
+    token = yaml.safe_load(sa_kubeconfig.read_text())["users"][0]["user"]["token"]
+    a, b = env.build_namespace("a"), env.build_namespace("b", kind="builds")
+    env.put_source()
+    env.put_source("extra", labels={})
+    env.set_policy(sources={"names": [f"{env.source_ns}/extra"]})
+    env.only_my_policies()
+    with FaultProxy(cluster) as proxy:
+        config = yaml.safe_load(proxy.kubeconfig(tmp_path / "proxy.kubeconfig").read_text())
+        config["users"][0]["user"]["token"] = token
+        kubeconfig = tmp_path / "sa-proxy.kubeconfig"
+        kubeconfig.write_text(json.dumps(config))
+        argv = ["run", "--kubeconfig", str(kubeconfig), "-o", "json"]
+        assert env.run_process(argv=argv).code == 0  # every SecretSync: LIST secretsyncs
+        env.put_source(data=docker_config(password="rotated"))
+        env.remove_builds(b)
+        second = env.run(kubeconfig=kubeconfig)  # --policy NAME: GET the SecretSync
+        assert second.code == 0, second.stderr
+        assert second.summary["actions"]["update"] == {"done": 1} and second.summary["actions"]["delete"] == {"done": 2}
+        used = {r for s in proxy.seen if (r := rbac_request(s.method, s.path)) is not None}
+    granted = {(g, r, v) for (g, r), verbs in EXPECTED_RULES.items() for v in verbs}
+    assert granted - used == set(), f"granted but never used: {sorted(granted - used)}"
+    assert used - granted == set(), f"used but not granted: {sorted(used - granted)}"
+    assert env.secret(a) is not None and env.secret(b) is None

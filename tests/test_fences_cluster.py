@@ -234,3 +234,72 @@ def test_an_admission_policy_that_quotes_the_data_never_gets_it_out(env: SyncEnv
     finally:
         for doc in docs:
             env.custom.delete_cluster_custom_object(*VAP, _plural(doc), doc["metadata"]["name"])
+
+
+# --- without fences: what syncjob can prove, and a guard no tenant can dilute or freeze -----------
+
+
+def _forge(env: SyncEnv, namespace: str, name: str, annotations: dict[str, str] | None = None) -> None:
+    labels = {"app.kubernetes.io/managed-by": "syncjob", "syncjob.dev/instance": env.prefix}
+    meta = k8s.V1ObjectMeta(name=name, labels=labels, annotations=annotations)
+    env.core.create_namespaced_secret(namespace, k8s.V1Secret(metadata=meta, string_data={"k": "v"}))
+
+
+def test_forged_copies_cannot_dilute_the_guard(env: SyncEnv) -> None:
+    """200 Secrets with syncjob's labels made by a tenant, then the sync label removed from the source by
+    mistake: the 24 real copies stay (the run is held, exit 1), and the forgeries are reported, untouched."""
+    targets = [env.build_namespace(f"n{i:02d}") for i in range(24)]
+    tenant = env.namespace("tenant")
+    for i in range(200):
+        _forge(env, tenant, f"forged-{i:03d}")
+    env.put_source()
+    first = env.run()
+    assert first.code == 0 and len(env.copies()) == 24 + 200
+    assert any("200 Secrets carry the labels" in n for n in first.summary["notes"])
+    env.put_source(labels={})  # the mistake
+    held = env.run()
+    assert held.code == 1 and held.actions("delete") == [] and len(held.actions("hold")) == 24
+    assert sorted(k for k in env.copies() if k.endswith("/regcred")) == sorted(f"{t}/regcred" for t in targets)
+    assert len(env.copies()) == 224  # the forgeries too: never deleted
+
+
+def test_forged_copies_in_one_namespace_cannot_freeze_garbage_collection(env: SyncEnv) -> None:
+    """15 forged 'copies' with owner annotations in a namespace without builds must not hold an admin's
+    legitimate opt-out elsewhere."""
+    targets = [env.build_namespace(f"n{i}") for i in range(4)]
+    env.put_source()
+    env.run()
+    copy = env.copies()[f"{targets[0]}/regcred"]
+    tenant = env.namespace("tenant")
+    owner = {k: v for k, v in copy.metadata.annotations.items() if k.startswith("syncjob.dev/source-")}
+    for i in range(15):
+        _forge(env, tenant, f"regcred-{i}", {**owner, "syncjob.dev/proof": "0" * 64})
+    _forge(env, tenant, "regcred", dict(copy.metadata.annotations))  # a real copy's metadata, moved
+    env.core.patch_namespace(targets[0], {"metadata": {"annotations": {"syncjob.dev/ignore": "true"}}})
+    result = env.run()
+    assert result.code == 0, result.stderr
+    assert [(a["namespace"], a["result"]) for a in result.actions("delete")] == [(targets[0], "done")]
+    assert len([k for k in env.copies() if k.startswith(f"{tenant}/")]) == 16
+
+
+def test_copies_are_kept_when_the_build_kinds_are_emptied(env: SyncEnv) -> None:
+    """A kpack reinstall: 8 copies, then no build anywhere for a while. Under the count rules, and held."""
+    targets = [env.build_namespace(f"n{i}") for i in range(8)]
+    env.put_source()
+    env.run()
+    for ns in targets:
+        env.remove_builds(ns)
+    env.only_my_policies()
+    others = [
+        (i["metadata"]["namespace"], i["metadata"]["name"])
+        for i in env.custom.list_cluster_custom_object("kpack.io", "v1alpha2", "images")["items"]
+    ]
+    for namespace, name in others:  # other tests' builds: this cluster must have none at all
+        env.custom.delete_namespaced_custom_object("kpack.io", "v1alpha2", namespace, "images", name)
+    for item in env.custom.list_cluster_custom_object("kpack.io", "v1alpha2", "builds")["items"]:
+        meta = item["metadata"]
+        env.custom.delete_namespaced_custom_object("kpack.io", "v1alpha2", meta["namespace"], "builds", meta["name"])
+    held = env.run()
+    assert held.code == 1 and len(held.actions("hold")) == 8
+    assert any("no namespace holds a build" in n for n in held.summary["notes"])
+    assert len(env.copies()) == 8
