@@ -14,7 +14,14 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client
 
-from tests.controlplane.cluster import MISSING_MESSAGE, ControlPlane, find_binaries, start_control_plane
+from tests import leakscan
+from tests.controlplane.cluster import (
+    MISSING_MESSAGE,
+    ControlPlane,
+    ControlPlaneError,
+    find_binaries,
+    start_control_plane,
+)
 
 pytest_plugins = ["tests.sync_env"]  # the sync tests' fixtures: env, kpack
 
@@ -35,6 +42,7 @@ def _skip_or_fail_without_binaries() -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    leakscan.capture_log_records()
     # pyproject.toml may declare it too (--strict-markers); register it only once.
     if not any(str(line).startswith("cluster:") for line in config.getini("markers")):
         config.addinivalue_line("markers", "cluster: needs the test control plane (kube-apiserver + etcd)")
@@ -52,11 +60,23 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         _skip_or_fail_without_binaries()
 
 
+def _start_with_retry(tmp_path_factory: pytest.TempPathFactory, attempts: int = 3) -> ControlPlane:
+    """The ports are picked free, then bound by etcd and the apiserver a moment later: another process
+    may take one in between. A start that fails is tried again on fresh ports."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return start_control_plane(tmp_path_factory.mktemp("controlplane"))
+        except ControlPlaneError:
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
+
+
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     """One etcd + kube-apiserver for the whole session (admin: user `admin`, group system:masters)."""
     _skip_or_fail_without_binaries()
-    plane = start_control_plane(tmp_path_factory.mktemp("controlplane"))
+    plane = _start_with_retry(tmp_path_factory)
     try:
         yield plane
     finally:
@@ -81,3 +101,18 @@ def admin_api(cluster: ControlPlane) -> Iterator[client.ApiClient]:
 @pytest.fixture
 def core(admin_api: client.ApiClient) -> client.CoreV1Api:
     return client.CoreV1Api(admin_api)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The leak scan, over the whole session whatever ran: a seeded value in any output fails the run."""
+    found = leakscan.hits([*leakscan.ALL_OUTPUTS, *leakscan.LOG_RECORDS])
+    scanned = sum(map(len, leakscan.ALL_OUTPUTS)) + sum(map(len, leakscan.LOG_RECORDS))
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    line = (
+        f"leak scan: {len(leakscan.SEEDED_SECRETS)} seeded values, {scanned} bytes of output and logs, "
+        f"{len(found)} found"
+    )
+    if reporter is not None:
+        reporter.write_line(line + (f": {found[:5]}" if found else ""), red=bool(found), green=not found)
+    if found:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -22,15 +22,12 @@ from kubernetes.client.exceptions import ApiException
 
 from syncjob import cli
 from tests.factories import docker_config
+from tests.leakscan import ALL_OUTPUTS
 
 ROOT = Path(__file__).resolve().parent.parent
 KPACK_CRDS = ROOT / "tests" / "manifests" / "kpack-crds.yaml"
 INSTALL_MANIFEST = ROOT / "k8s" / "cronjob.yaml"
 SYNC_LABEL = {"com.vmware.tanzu.buildservice.sync": "true"}
-
-
-# Everything any syncjob run printed in this test session (stdout, stderr, logs, errors).
-ALL_OUTPUTS: list[str] = []
 
 
 def wait_for(condition: Callable[[], Any], what: str, timeout: float = 30.0, interval: float = 0.1) -> Any:

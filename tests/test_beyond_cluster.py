@@ -11,7 +11,8 @@ from kubernetes import client as k8s
 from syncjob import cli
 from syncjob.policy import InvalidPolicy
 from tests.factories import b64, docker_config
-from tests.sync_env import ALL_OUTPUTS, SyncEnv, wait_for
+from tests.leakscan import ALL_OUTPUTS
+from tests.sync_env import SyncEnv, wait_for
 
 
 def pull_secrets(env: SyncEnv, namespace: str, name: str = "builder") -> list[str]:

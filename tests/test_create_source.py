@@ -22,7 +22,8 @@ from syncjob import create_source
 from syncjob.model import Source, frozen_map
 from syncjob.validate import validate_source
 from tests.factories import b64, seed
-from tests.sync_env import ALL_OUTPUTS, SyncEnv
+from tests.leakscan import ALL_OUTPUTS
+from tests.sync_env import SyncEnv
 
 SYNC_LABEL = "com.vmware.tanzu.buildservice.sync"
 READ_ONLY = "read-only (pull-only)"
@@ -317,7 +318,7 @@ def test_help_says_the_manifest_holds_the_credential(capsys: pytest.CaptureFixtu
 
 
 def record(*texts: str) -> None:
-    ALL_OUTPUTS.extend(texts)  # scanned for every seeded credential by tests/test_zz_no_leaks.py
+    ALL_OUTPUTS.extend(texts)  # scanned for every seeded credential at the end of the session
 
 
 def decoded(secret: k8s.V1Secret) -> Any:

@@ -34,6 +34,7 @@ from syncjob.logs import setup_logging
 from syncjob.runner import execute
 from tests.factories import b64, docker_config
 from tests.faultproxy import WRITE_METHODS, FaultProxy, Rule
+from tests.leakscan import ALL_OUTPUTS
 from tests.sync_env import ROOT, SyncEnv, wait_for
 
 FAULT_RATE = 0.2
@@ -115,6 +116,7 @@ def run_in_process(
             outcome = execute(settings, out, kube=kube, output="json")
     finally:
         api.close()
+    ALL_OUTPUTS.extend([out.getvalue(), err.getvalue()])
     return InProcess(outcome.summary.exit_code, json.loads(out.getvalue()), kube, err.getvalue())
 
 
@@ -339,7 +341,6 @@ def converge(
         stats.setdefault("runs", []).append(
             {"code": run.code, "requests": requests, "retries": retries, "faults": dict(proxy.injected)}
         )
-        assert run.summary["durationSeconds"] < 120
         assert retries <= (MAX_ATTEMPTS - 1) * (requests - retries)  # at most 5 retries per call
         assert retries <= proxy.failures_sent()  # only failures are retried...
         assert all(w <= MAX_DELAY for w in fake.waits)
@@ -671,7 +672,6 @@ def test_timeout_against_a_slow_server_exits_1(world: World, proxy: FaultProxy, 
     assert outcomes["not-run"] > 0 and outcomes["done"] > 0, outcomes
     assert set(outcomes) == {"done", "not-run"}, outcomes  # a write cut short by the deadline is not "unreachable"
     assert f"{outcomes['not-run']} writes were not made" in note
-    assert summary["durationSeconds"] < 1.5 + 1.0
     print(f"\nslow server: {dict(outcomes)} in {summary['durationSeconds']}s; {note}")
 
     proxy.wait_idle()  # writes the job gave up on may still land; the next run takes the state as it is

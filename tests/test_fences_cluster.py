@@ -15,12 +15,13 @@ from kubernetes.client.exceptions import ApiException
 
 from tests.controlplane.cluster import ControlPlane
 from tests.factories import b64, seed
-from tests.sync_env import ROOT, SyncEnv, wait_for
+from tests.sync_env import ROOT, SyncEnv, install_crds, wait_for
 from tests.test_deploy_cluster import NAMESPACE, SERVICE_ACCOUNT, deployed, dynamic, sa_kubeconfig  # noqa: F401
 
 FENCES = ROOT / "k8s" / "fences.yaml"
 LABELS = {"app.kubernetes.io/managed-by": "syncjob", "syncjob.dev/instance": "whatever"}
 VAP = ("admissionregistration.k8s.io", "v1")
+ANY_OBJECT = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
 
 
 def fence_docs() -> list[dict[str, Any]]:
@@ -283,23 +284,41 @@ def test_forged_copies_in_one_namespace_cannot_freeze_garbage_collection(env: Sy
 
 
 def test_copies_are_kept_when_the_build_kinds_are_emptied(env: SyncEnv) -> None:
-    """A kpack reinstall: 8 copies, then no build anywhere for a while. Under the count rules, and held."""
-    targets = [env.build_namespace(f"n{i}") for i in range(8)]
-    env.put_source()
-    env.run()
+    """A reinstall of the build operator: 8 copies, then no build anywhere for a while. Under the count
+    rules, and held. The build kind is this test's own, so that it can be emptied cluster-wide."""
+    group = f"{env.prefix}.example.com"
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"pipelines.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"kind": "Pipeline", "plural": "pipelines", "singular": "pipeline", "listKind": "PipelineList"},
+            "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": ANY_OBJECT}}],
+        },
+    }  # fmt: skip
+    install_crds(env.api, [crd])
+    targets = [env.namespace(f"n{i}") for i in range(8)]
+    body = {"apiVersion": f"{group}/v1", "kind": "Pipeline", "metadata": {"name": "p"}}
     for ns in targets:
-        env.remove_builds(ns)
-    env.only_my_policies()
-    others = [
-        (i["metadata"]["namespace"], i["metadata"]["name"])
-        for i in env.custom.list_cluster_custom_object("kpack.io", "v1alpha2", "images")["items"]
-    ]
-    for namespace, name in others:  # other tests' builds: this cluster must have none at all
-        env.custom.delete_namespaced_custom_object("kpack.io", "v1alpha2", namespace, "images", name)
-    for item in env.custom.list_cluster_custom_object("kpack.io", "v1alpha2", "builds")["items"]:
-        meta = item["metadata"]
-        env.custom.delete_namespaced_custom_object("kpack.io", "v1alpha2", meta["namespace"], "builds", meta["name"])
+        wait_for(lambda ns=ns: _made(env, group, ns, body), "the build kind to be served")  # type: ignore[misc]
+    env.put_source()
+    env.set_policy(targets={"builds": [f"pipelines.{group}"]})
+    assert env.run().code == 0 and len(env.copies()) == 8
+    for ns in targets:
+        env.custom.delete_namespaced_custom_object(group, "v1", ns, "pipelines", "p")
     held = env.run()
     assert held.code == 1 and len(held.actions("hold")) == 8
     assert any("no namespace holds a build" in n for n in held.summary["notes"])
     assert len(env.copies()) == 8
+
+
+def _made(env: SyncEnv, group: str, namespace: str, body: dict[str, Any]) -> bool:
+    try:
+        env.custom.create_namespaced_custom_object(group, "v1", namespace, "pipelines", body)
+        return True
+    except ApiException as e:
+        if e.status == 404:
+            return False
+        raise

@@ -9,7 +9,7 @@ import pytest
 from syncjob.config import BuildResource
 from syncjob.model import IGNORE_ANNOTATION, Copy, Kind, Plan, Ref, Source, frozen_map
 from syncjob.plan import copy_body, plan
-from tests.factories import b64, cluster, copy_of, docker_config, ns, occupant, policy, source
+from tests.factories import b64, cluster, copy_of, docker_config, ns, occupant, policy, proof_for, source
 
 
 def kinds(p: Plan) -> dict[tuple[str, str], Kind]:
@@ -31,8 +31,8 @@ def test_in_sync_copy_is_left() -> None:
 
 
 def test_source_edit_updates_with_the_listed_resource_version() -> None:
-    old = source(data=docker_config(password="old"))
-    new = source(data=docker_config(password="new"))
+    old = source(data=docker_config(password="old-pw-3f9a"))
+    new = source(data=docker_config(password="new-pw-7c1e"))
     snap = cluster([new], ["team-a"], ["team-a"], copies=[copy_of(old, "team-a")])
     (action,) = plan(snap, policy()).actions
     assert action.kind is Kind.UPDATE
@@ -265,3 +265,50 @@ def test_the_count_rule_needs_more_than_a_quarter_of_the_copies(copies: int, hel
     p = plan(cluster([src], teams, teams[11:], copies=[copy_of(src, t) for t in teams]), policy())
     assert sum(a.kind is Kind.DELETE for a in p.actions) == (0 if held else 11)
     assert sum(a.kind is Kind.HOLD for a in p.actions) == (11 if held else 0)
+
+
+NEVER_COPIED_KEYS = {
+    "argocd.argoproj.io/instance": "x",
+    "argocd.argoproj.io/tracking-id": "x",
+    "helm.sh/chart": "x",
+    "meta.helm.sh/release-name": "x",
+    "app.kubernetes.io/instance": "x",  # Argo CD's default tracking label: it would prune the copies
+    "app.kubernetes.io/managed-by": "Helm",
+    "kubectl.kubernetes.io/last-applied-configuration": "{}",
+    "syncjob.dev/include": "team-*",
+}
+
+
+def test_metadata_of_other_tools_never_travels_even_when_allowed() -> None:
+    src = source(labels={**NEVER_COPIED_KEYS, "team": "a"}, annotations={**NEVER_COPIED_KEYS, "note": "n"})
+    body = copy_body(src, policy(copy_labels=("*",), copy_annotations=("*",)), "team-a")
+    assert body["metadata"]["labels"] == {
+        "app.kubernetes.io/managed-by": "syncjob",
+        "syncjob.dev/instance": "syncjob",
+        "team": "a",
+    }
+    assert set(body["metadata"]["annotations"]) == {
+        "note",
+        "syncjob.dev/source-namespace",
+        "syncjob.dev/source-name",
+        "syncjob.dev/source-uid",
+        "syncjob.dev/source-digest",
+    }
+
+
+def test_a_copy_without_its_source_uid_is_not_owned() -> None:
+    """Even with a proof made for an empty uid: the owner is the namespace, name and uid, all three."""
+    src = source()
+    bare = copy_of(src, "team-a")
+    annotations = {k: v for k, v in bare.annotations.items() if k != "syncjob.dev/source-uid"}
+    annotations["syncjob.dev/proof"] = proof_for("team-a", "regcred", "build-service", "regcred", "")
+    no_uid = replace(bare, annotations=frozen_map(annotations))
+    p = plan(cluster([], ["team-a", "team-b"], ["team-a", "team-b"], copies=[no_uid]), policy())
+    assert p.actions == () and p.unproven == (Ref("team-a", "regcred"),)
+
+
+@pytest.mark.parametrize("system", ["kube-system", "kube-public", "kube-node-lease"])
+def test_system_namespaces_are_never_targets(system: str) -> None:
+    src = source()
+    p = plan(cluster([src], [system, "team-a"], [system, "team-a"]), policy(all_namespaces=True))
+    assert kinds(p) == {("team-a", "regcred"): Kind.CREATE}
