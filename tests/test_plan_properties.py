@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from dataclasses import replace
 
@@ -47,7 +48,7 @@ def sources(draw: st.DrawFn) -> list[Source]:
     out = []
     for i, (namespace, name) in enumerate(refs):
         kind = draw(st.sampled_from(["good", "broken", "opaque", "dockercfg"]))
-        password = draw(st.sampled_from(["p1", "p2"]))
+        password = draw(st.sampled_from(["pw-prop-1", "pw-prop-2"]))
         if kind == "good":
             secret_type, data = DOCKERCONFIGJSON, docker_config(password=password)
         elif kind == "broken":
@@ -220,3 +221,86 @@ def test_the_guard_only_turns_deletes_into_holds_and_says_why(cluster: tuple[Sna
     assert [a for a in guarded.actions if a.kind not in (Kind.DELETE, Kind.HOLD)] == others
     if any(a.kind is Kind.HOLD for a in guarded.actions):
         assert any(n.startswith("mass-deletion guard") for n in guarded.notes)
+
+
+# --- a reference model, written plainly from the README's rules, not from the planner ------------
+
+SYSTEM = ("kube-system", "kube-public", "kube-node-lease")
+
+
+def reference(snapshot: Snapshot, conf: Policy) -> dict[Ref, Kind]:
+    """What should happen to each (namespace, name), the guard aside."""
+    namespaces = {n.name: n for n in snapshot.namespaces}
+
+    def target(name: str) -> bool:
+        n = namespaces.get(name)
+        return not (
+            n is None
+            or name == conf.source_namespace
+            or name in SYSTEM
+            or any(fnmatch.fnmatchcase(name, g) for g in conf.exclude)
+            or n.annotations.get(IGNORE_ANNOTATION) == "true"
+            or (not conf.all_namespaces and name not in (snapshot.build_namespaces or ()))
+        )
+
+    def proven(c: Copy) -> bool:
+        a = c.annotations
+        if not all(
+            k in a for k in ("syncjob.dev/source-namespace", "syncjob.dev/source-name", "syncjob.dev/source-uid")
+        ):
+            return False
+        owner_ns, owner_name, uid = (
+            a["syncjob.dev/source-namespace"],
+            a["syncjob.dev/source-name"],
+            a["syncjob.dev/source-uid"],
+        )
+        if owner_name != c.name or owner_ns == c.namespace:
+            return False
+        return a.get("syncjob.dev/proof") == proof_for(c.namespace, c.name, owner_ns, owner_name, uid)
+
+    enabled = [s for s in snapshot.sources if s.type in conf.types]
+    broken = {s.ref for s in enabled if s.data.get(".dockerconfigjson") == BROKEN[".dockerconfigjson"]}
+    copies = {c.ref: c for c in snapshot.copies if proven(c)}
+    occupied = {o.ref for o in snapshot.occupants} | {c.ref for c in snapshot.copies if not proven(c)}
+    expected: dict[Ref, Kind] = {}
+    for name in NAMESPACES:
+        for secret in NAMES:
+            key, copy = Ref(name, secret), copies.get(Ref(name, secret))
+            wanting = [s for s in enabled if s.name == secret and target(name) and s.namespace != name]
+            if target(name) and namespaces[name].phase == "Terminating" and (wanting or copy):
+                expected[key] = Kind.SKIP
+            elif len(wanting) > 1:
+                expected[key] = Kind.CONFLICT
+            elif wanting:
+                src = wanting[0]
+                if src.ref in broken:
+                    if copy is not None:
+                        expected[key] = Kind.LEAVE
+                elif copy is None:
+                    expected[key] = Kind.CONFLICT if key in occupied else Kind.CREATE
+                elif copy.type != src.type or copy.immutable:
+                    expected[key] = Kind.RECREATE
+                elif copy.digest != src.digest:
+                    expected[key] = Kind.UPDATE
+                else:
+                    labels = {"app.kubernetes.io/managed-by": "syncjob", "syncjob.dev/instance": conf.name}
+                    annotations = {
+                        "syncjob.dev/source-namespace": src.namespace,
+                        "syncjob.dev/source-name": src.name,
+                        "syncjob.dev/source-uid": src.uid,
+                        "syncjob.dev/source-digest": src.digest,
+                        "syncjob.dev/proof": proof_for(name, secret, src.namespace, src.name, src.uid),
+                    }
+                    same = dict(copy.labels) == labels and dict(copy.annotations) == annotations
+                    expected[key] = Kind.LEAVE if same else Kind.UPDATE
+            elif copy is not None:
+                owner = Ref(copy.annotations["syncjob.dev/source-namespace"], copy.name)
+                expected[key] = Kind.LEAVE if owner in broken else Kind.DELETE
+    return expected
+
+
+@given(clusters())
+def test_the_planner_agrees_with_the_reference_model(cluster: tuple[Snapshot, Policy]) -> None:
+    snapshot, conf = cluster
+    p = plan(snapshot, conf, release=10**6)
+    assert {a.ref: a.kind for a in p.actions} == reference(snapshot, conf)
