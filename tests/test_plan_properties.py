@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 from dataclasses import replace
 
 from hypothesis import HealthCheck, given, settings
@@ -31,7 +32,9 @@ from syncjob.select import decide_all
 from tests.factories import PROOF_KEY, b64, docker_config, ns, policy, proof_for
 
 # One profile, here and in CI: a property that holds locally holds with the same number of examples there.
-settings.register_profile("syncjob", max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# (scripts/mutation alone asks for fewer: it runs these tests once per mutant.)
+EXAMPLES = int(os.environ.get("SYNCJOB_MUTATION_EXAMPLES", "500"))
+settings.register_profile("syncjob", max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("syncjob")
 
 NAMESPACES = ["a", "b", "c", "x-1", "kube-system", "build-service", "admin2"]
