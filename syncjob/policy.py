@@ -149,7 +149,8 @@ def _parse_spec(name: str, spec: Mapping[str, Any], origin: str, generation: int
     selector_spec = DEFAULT_SOURCE_SELECTOR if selector_spec is None else selector_spec
     source_selector = selector_from_spec(selector_spec, "spec.sources.selector")
     names = tuple(
-        _source_ref(t, f"spec.sources.names[{i}]") for i, t in enumerate(_strings(sources.get("names"), "names"))
+        _source_ref(t, f"spec.sources.names[{i}]")
+        for i, t in enumerate(_strings(sources.get("names"), "spec.sources.names"))
     )
 
     targets = _map(spec.get("targets"), "spec.targets")

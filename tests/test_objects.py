@@ -128,3 +128,13 @@ def test_what_counts_as_this_instances_labels() -> None:
     assert not is_own_copy({"metadata": {}}, "blue")
     assert is_syncjob_own(source_from(SECRET))
     assert not is_syncjob_own(source_from(other_tool))
+
+
+def test_an_empty_object_decodes_to_empty_fields_not_none() -> None:
+    """A dump may hold anything: a missing field is the empty string (never "None"), so it never matches."""
+    empty = digest("Opaque", {})
+    assert source_from({}) == Source("", "", "", "Opaque", {}, {}, {}, "", "")
+    assert copy_from({}) == Copy("", "", "", "", "Opaque", empty, {}, {}, False)
+    assert occupant_from({}) == Occupant("", "", "", "", "")
+    assert namespace_from({}) == Namespace("", "Active", {}, {})
+    assert service_account_from({"imagePullSecrets": [{}]}) == ServiceAccount("", "", "", "", ("",), {})

@@ -10,7 +10,7 @@ import yaml
 
 from syncjob.config import BuildResource
 from syncjob.model import Ref
-from syncjob.policy import InvalidPolicy, Policy, policy_from
+from syncjob.policy import InvalidPolicy, Policy, default_policy_object, is_secretsync, policy_from
 from syncjob.selector import selector_from_spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,29 +87,77 @@ def test_build_kinds_with_and_without_a_version() -> None:
     )
 
 
-@pytest.mark.parametrize(
-    ("spec", "fragment"),
-    [
-        ({"types": []}, "spec.types is empty"),
-        ({"types": ["kubernetes.io/service-account-token"]}, "never synced"),
-        ({"types": ["not a type"]}, "spec.types"),
-        ({"sources": {"namespace": "Not_NS"}}, "spec.sources.namespace"),
-        ({"sources": {"names": ["no-slash"]}}, "spec.sources.names[0]"),
-        ({"sources": {"selector": {"matchExpressions": [{"key": "a", "operator": "In"}]}}}, "needs at least one"),
-        ({"sources": {"selector": {"matchExpressions": [{"key": "a", "operator": "Has"}]}}}, "operator 'Has'"),
-        ({"targets": {"builds": ["kpack"]}}, "spec.targets.builds[0]"),
-        ({"targets": {"builds": []}}, "no way to choose targets"),
-        ({"targets": {"allNamespaces": True, "namespaceSelector": {}}}, "exclude each other"),
-        ({"targets": {"allNamespaces": True, "builds": ["images.kpack.io"]}}, "Keep one way"),
-        ({"targets": {"exclude": ["Team_A"]}}, "spec.targets.exclude"),
-        ({"serviceAccounts": {"create": True}}, "spec.serviceAccounts.create needs"),
-        ({"conflictPolicy": "Overwrite"}, "spec.conflictPolicy"),
-        ({"maxDelete": -1}, "spec.maxDelete"),
-        ({"unknownField": 1}, "unknownField"),
-    ],
-)
-def test_what_the_job_refuses_names_the_field(spec: dict[str, Any], fragment: str) -> None:
-    assert fragment in refusal(spec)
+REFUSALS = [
+    ({"types": []}, "spec.types is empty; leave it out for the default kubernetes.io/dockerconfigjson, "
+     "kubernetes.io/dockercfg"),
+    ({"types": ["kubernetes.io/service-account-token"]},
+     "spec.types: kubernetes.io/service-account-token is never synced (a token copy is a new identity)"),
+    ({"types": ["not a type"]},
+     "spec.types: 'not a type' is not a Secret type, e.g. Opaque or kubernetes.io/dockerconfigjson"),
+    ({"types": "Opaque"}, "spec.types: expected a list of strings"),
+    ({"sources": "x"}, "spec.sources: expected an object"),
+    ({"sources": {"namespace": "Not_NS"}}, "spec.sources.namespace: 'Not_NS' is not a namespace name"),
+    ({"sources": {"names": ["no-slash"]}},
+     "spec.sources.names[0]: 'no-slash' is not NAMESPACE/NAME, e.g. build-service/registry-credentials"),
+    ({"sources": {"names": [1]}}, "spec.sources.names: expected a list of strings"),
+    ({"sources": {"selector": {"matchExpressions": [{"key": "a", "operator": "In"}]}}},
+     "spec.sources.selector.matchExpressions[0]: operator In needs at least one value"),
+    ({"sources": {"selector": {"matchExpressions": [{"key": "a", "operator": "Has"}]}}},
+     "spec.sources.selector.matchExpressions[0]: operator 'Has' is not one of In, NotIn, Exists, DoesNotExist"),
+    ({"targets": "x"}, "spec.targets: expected an object"),
+    ({"targets": {"builds": ["kpack"]}}, "spec.targets.builds[0]: 'kpack' is not PLURAL.GROUP or PLURAL.VERSION.GROUP, "
+     "e.g. builds.kpack.io or pipelineruns.v1.tekton.dev"),
+    ({"targets": {"builds": []}}, "spec.targets.builds is empty: no way to choose targets. List build kinds, or set "
+     "allNamespaces or namespaceSelector"),
+    ({"targets": {"allNamespaces": "yes"}}, "spec.targets.allNamespaces: expected true or false"),
+    ({"targets": {"allNamespaces": True, "namespaceSelector": {}}},
+     "spec.targets: allNamespaces and namespaceSelector exclude each other; keep one"),
+    ({"targets": {"allNamespaces": True, "builds": ["images.kpack.io"]}},
+     "spec.targets.builds chooses targets by builds; allNamespaces and namespaceSelector choose them otherwise. "
+     "Keep one way"),
+    ({"targets": {"exclude": ["Team_A"]}},
+     "spec.targets.exclude: 'Team_A' is not a namespace glob (lower-case letters, digits, '-', '*' and '?')"),
+    ({"targets": {"include": "x"}}, "spec.targets.include: expected a list of strings"),
+    ({"serviceAccounts": "x"}, "spec.serviceAccounts: expected an object"),
+    ({"serviceAccounts": {"create": True}},
+     "spec.serviceAccounts.create needs spec.serviceAccounts.patch (the names to create)"),
+    ({"serviceAccounts": {"create": "yes", "patch": ["a"]}}, "spec.serviceAccounts.create: expected true or false"),
+    ({"serviceAccounts": {"patch": ["Bad_Name"]}},
+     "spec.serviceAccounts.patch: 'Bad_Name' is not a ServiceAccount name"),
+    ({"serviceAccounts": {"patch": "builder"}}, "spec.serviceAccounts.patch: expected a list of strings"),
+    ({"copyMetadata": "x"}, "spec.copyMetadata: expected an object"),
+    ({"copyMetadata": {"labels": "team"}}, "spec.copyMetadata.labels: expected a list of strings"),
+    ({"copyMetadata": {"annotations": [1]}}, "spec.copyMetadata.annotations: expected a list of strings"),
+    ({"conflictPolicy": "Overwrite"}, "spec.conflictPolicy: 'Overwrite' is not one of Report, Fail"),
+    ({"maxDelete": -1}, "spec.maxDelete: expected a whole number, 0 or more"),
+    ({"maxDelete": True}, "spec.maxDelete: expected a whole number, 0 or more"),
+    ({"maxDelete": "5"}, "spec.maxDelete: expected a whole number, 0 or more"),
+    ({"unknownField": 1, "alsoUnknown": 2}, "spec: unknown field(s) alsoUnknown, unknownField"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("spec", "message"), REFUSALS, ids=[str(i) for i in range(len(REFUSALS))])
+def test_what_the_job_refuses_it_says_exactly(spec: dict[str, Any], message: str) -> None:
+    assert refusal(spec) == message
+
+
+def test_a_spec_that_is_not_an_object_and_a_missing_name() -> None:
+    assert policy_from({"metadata": {"name": "blue"}, "spec": "x"}) == InvalidPolicy("blue", "spec: expected an object")
+    assert policy_from({"spec": {}}) == InvalidPolicy("<unnamed>", "metadata.name is missing")
+    assert policy_from({"metadata": "x", "spec": {}}) == InvalidPolicy("<unnamed>", "metadata.name is missing")
+    parsed = policy_from({"metadata": {"name": "blue", "generation": 4}, "spec": {}}, origin="file")
+    assert isinstance(parsed, Policy) and (parsed.generation, parsed.origin) == (4, "file")
+
+
+def test_what_a_secretsync_is() -> None:
+    assert is_secretsync({"apiVersion": "syncjob.dev/v1alpha1", "kind": "SecretSync"})
+    assert is_secretsync({"apiVersion": "syncjob.dev/v1beta1", "kind": "SecretSync"})
+    assert not is_secretsync({"apiVersion": "example.com/v1", "kind": "SecretSync"})
+    assert not is_secretsync({"apiVersion": "syncjob.dev/v1alpha1", "kind": "Secret"})
+    assert not is_secretsync({"kind": "SecretSync"})
+    assert default_policy_object("blue") == {
+        "apiVersion": "syncjob.dev/v1alpha1", "kind": "SecretSync", "metadata": {"name": "blue"}, "spec": {},
+    }  # fmt: skip
 
 
 def test_the_name_must_be_a_label_value() -> None:
