@@ -18,7 +18,7 @@ from syncjob.model import (
     frozen_map,
 )
 from syncjob.policy import Policy
-from syncjob.selector import parse_label_selector
+from syncjob.selector import selector_from_spec
 
 # Every credential a test puts into a Secret, in every form it travels in; the leak scan
 # (tests/test_zz_no_leaks.py) looks for each of them in everything syncjob printed.
@@ -63,9 +63,10 @@ def source(
     )
 
 
-def policy(name: str = "syncjob", *, namespace_selector: str | None = None, **fields: Any) -> Policy:
-    """A Policy as a SecretSync with these fields would parse to (selectors in the kubectl string form)."""
-    selector = parse_label_selector(namespace_selector) if namespace_selector is not None else None
+def policy(name: str = "syncjob", *, namespace_selector: dict[str, Any] | None = None, **fields: Any) -> Policy:
+    """A Policy as a SecretSync with these fields would parse to (a selector as the spec writes it)."""
+    where = "spec.targets.namespaceSelector"
+    selector = selector_from_spec(namespace_selector, where) if namespace_selector is not None else None
     return Policy(name=name, namespace_selector=selector, **fields)
 
 

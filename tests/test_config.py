@@ -12,7 +12,6 @@ from syncjob import cli
 from syncjob.cli import build_parser, resolve, settings_from
 from syncjob.config import RunSettings
 from syncjob.errors import ConfigError
-from syncjob.selector import parse_label_selector
 
 
 def settings(argv: list[str], env: dict[str, str] | None = None, command: str = "run") -> RunSettings:
@@ -103,11 +102,3 @@ def test_bad_run_settings_name_the_flag(argv: list[str], env: dict[str, str], fr
     with pytest.raises(ConfigError) as excinfo:
         settings(argv, env)
     assert fragment in str(excinfo.value)
-
-
-def test_label_selector_matching() -> None:
-    sel = parse_label_selector("a=1,b!=2,c in (x,y),!d,e")
-    assert sel.matches({"a": "1", "c": "x", "e": ""})
-    assert not sel.matches({"a": "1", "c": "x", "e": "", "d": "z"})
-    assert not sel.matches({"a": "1", "b": "2", "c": "x", "e": ""})
-    assert parse_label_selector("").matches({})

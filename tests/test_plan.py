@@ -7,9 +7,9 @@ from dataclasses import replace
 import pytest
 
 from syncjob.config import BuildResource
-from syncjob.model import IGNORE_ANNOTATION, Copy, Kind, Plan, Ref, Source, frozen_map
-from syncjob.plan import copy_body, plan
-from tests.factories import b64, cluster, copy_of, docker_config, ns, occupant, policy, proof_for, source
+from syncjob.model import IGNORE_ANNOTATION, Copy, Kind, Plan, Ref, ServiceAccount, Source, frozen_map
+from syncjob.plan import Planner, copy_body, plan
+from tests.factories import PROOF_KEY, b64, cluster, copy_of, docker_config, ns, occupant, policy, proof_for, source
 
 
 def kinds(p: Plan) -> dict[tuple[str, str], Kind]:
@@ -150,7 +150,9 @@ def test_selection_modes_globs_and_opt_out() -> None:
         ns("kube-public", labels={"builds": "yes"}),
     ]
     snap = cluster([src], namespaces, builds=[])
-    by_selector = {a.namespace for a in plan(snap, policy(namespace_selector="builds=yes")).actions}
+    by_selector = {
+        a.namespace for a in plan(snap, policy(namespace_selector={"matchLabels": {"builds": "yes"}})).actions
+    }
     assert by_selector == {"team-a", "team-b"}
     everything = {a.namespace for a in plan(snap, policy(all_namespaces=True, exclude=("team-?",))).actions}
     assert everything == {"other"}
@@ -312,3 +314,59 @@ def test_system_namespaces_are_never_targets(system: str) -> None:
     src = source()
     p = plan(cluster([src], [system, "team-a"], [system, "team-a"]), policy(all_namespaces=True))
     assert kinds(p) == {("team-a", "regcred"): Kind.CREATE}
+
+
+def test_the_whole_body_of_a_copy() -> None:
+    src = source(labels={"team": "a"}, annotations={"note": "n"})
+    body = copy_body(src, policy("blue"), "team-a", "17", key=PROOF_KEY)
+    assert body == {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": "regcred",
+            "namespace": "team-a",
+            "resourceVersion": "17",
+            "labels": {"app.kubernetes.io/managed-by": "syncjob", "syncjob.dev/instance": "blue"},
+            "annotations": {
+                "syncjob.dev/source-namespace": "build-service",
+                "syncjob.dev/source-name": "regcred",
+                "syncjob.dev/source-uid": "uid-build-service-regcred",
+                "syncjob.dev/source-digest": src.digest,
+                "syncjob.dev/proof": proof_for("team-a", "regcred", "build-service", "regcred", src.uid, "blue"),
+            },
+        },
+        "type": "kubernetes.io/dockerconfigjson",
+        "data": dict(src.data),
+    }
+    assert "resourceVersion" not in copy_body(src, policy(), "team-a")["metadata"]  # a create carries none
+
+
+def test_a_held_delete_keeps_its_key_reason_and_source() -> None:
+    src = source()
+    teams = [f"team-{i:02d}" for i in range(12)]
+    p = plan(cluster([], teams, teams, copies=[copy_of(src, t) for t in teams]), policy())
+    held = next(a for a in p.actions if a.namespace == "team-00")
+    assert (held.kind, held.name, held.source) == (Kind.HOLD, "regcred", src.ref)
+    assert held.reason == "held by the mass-deletion guard: source deleted, unlabelled or no longer selected"
+    assert p.notes[0].startswith("mass-deletion guard: this run would delete 12 of the 12 copies of build-service/")
+
+
+def test_what_each_source_wants_and_a_namespace_the_snapshot_lacks() -> None:
+    a, b = source(), source("only-a", annotations={"syncjob.dev/include": "team-a"})
+    namespaces = ["team-a", "team-b", ns("team-c", phase="Terminating")]
+    planner = Planner(cluster([a, b], namespaces, ["team-a", "team-b", "team-c"]), policy())
+    assert planner.wanted_counts() == {a.ref: 2, b.ref: 1}  # terminating namespaces are not counted
+    gone_ns = planner.decision("deleted-meanwhile")
+    assert (gone_ns.target, gone_ns.reason) == (False, "namespace not found or not selected")
+
+
+def test_a_service_account_planned_again_after_a_conflict() -> None:
+    planner = Planner(cluster([source()], ["team-a"], ["team-a"]), policy(patch_service_accounts=("builder",)))
+    creates = planner.plan().actions
+    fresh = ServiceAccount("team-a", "builder", "sa-uid", "9", ("late-addition",))
+    action = planner.replan_account(fresh, creates)
+    assert action is not None and action.kind is Kind.PATCH
+    assert (action.pull_secrets, action.added, action.expected_resource_version) == (
+        ("late-addition", "regcred"), ("regcred",), "9",
+    )  # fmt: skip
+    assert planner.replan_account(replace(fresh, image_pull_secrets=("regcred",)), ()) is None

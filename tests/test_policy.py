@@ -115,6 +115,31 @@ REFUSALS = [
     ({"targets": {"allNamespaces": True, "builds": ["images.kpack.io"]}},
      "spec.targets.builds chooses targets by builds; allNamespaces and namespaceSelector choose them otherwise. "
      "Keep one way"),
+    ({"targets": {"namespaceSelector": {"matchLabels": {"bad key": "x"}}}},
+     "spec.targets.namespaceSelector.matchLabels: 'bad key' is not a valid label key (alphanumerics, '-', '_', '.', "
+     "at most 63 characters, optional DNS prefix and '/')"),
+    ({"targets": {"namespaceSelector": {"matchLabels": {"team": "not valid"}}}},
+     "spec.targets.namespaceSelector.matchLabels[team]: 'not valid' is not a valid label value"),
+    ({"targets": {"namespaceSelector": {"matchExpressions": [{"key": "t", "operator": "In", "values": ["a b"]}]}}},
+     "spec.targets.namespaceSelector.matchExpressions[0]: 'a b' is not a valid label value"),
+    ({"targets": {"namespaceSelector": {"matchExpressions": [{"key": "t", "operator": "Exists", "values": ["a"]}]}}},
+     "spec.targets.namespaceSelector.matchExpressions[0]: operator Exists takes no values"),
+    ({"targets": {"namespaceSelector": {"matchLabels": ["a"]}}},
+     "spec.targets.namespaceSelector.matchLabels: expected a map of label keys to values"),
+    ({"targets": {"namespaceSelector": {"matchExpressions": {}}}},
+     "spec.targets.namespaceSelector.matchExpressions: expected a list"),
+    ({"targets": {"namespaceSelector": {"matchExpressions": ["t"]}}},
+     "spec.targets.namespaceSelector.matchExpressions[0]: expected key, operator and values"),
+    ({"targets": {"namespaceSelector": {"matchExpressions": [{"key": "t", "operator": "In", "values": "a"}]}}},
+     "spec.targets.namespaceSelector.matchExpressions[0].values: expected a list"),
+    ({"targets": {"namespaceSelector": {"labels": {}}}},
+     "spec.targets.namespaceSelector: unknown field(s) labels; use matchLabels, matchExpressions"),
+    ({"targets": {"namespaceSelector": "team=a"}},
+     "spec.targets.namespaceSelector: expected a label selector (matchLabels and/or matchExpressions)"),
+    ({"sources": {"names": ["Bad_NS/x"]}},
+     "spec.sources.names[0]: 'Bad_NS/x' is not NAMESPACE/NAME, e.g. build-service/registry-credentials"),
+    ({"sources": {"names": ["ns/Bad_Name"]}},
+     "spec.sources.names[0]: 'ns/Bad_Name' is not NAMESPACE/NAME, e.g. build-service/registry-credentials"),
     ({"targets": {"exclude": ["Team_A"]}},
      "spec.targets.exclude: 'Team_A' is not a namespace glob (lower-case letters, digits, '-', '*' and '?')"),
     ({"targets": {"include": "x"}}, "spec.targets.include: expected a list of strings"),
@@ -182,6 +207,11 @@ def test_selector_from_spec_matches_like_the_api_server() -> None:
     assert not sel.matches({"team": "a", "builds": "", "tier": "prod"})
     assert not sel.matches({"team": "a", "builds": "", "skip": "1"})
     assert not sel.matches({"team": "a"})
+    assert not sel.matches({"team": "b", "builds": ""})  # a matchLabels value must be equal, not just present
+    assert selector_from_spec({}, "x").matches({}) and selector_from_spec(None, "x").text == ""
+    in_set = selector_from_spec({"matchExpressions": [{"key": "t", "operator": "In", "values": ["a", "b"]}]}, "x")
+    assert in_set.text == "t in (a,b)" and in_set.matches({"t": "b"})
+    assert not in_set.matches({"t": "c"}) and not in_set.matches({})
 
 
 def _crd() -> dict[str, Any]:
