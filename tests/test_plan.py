@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from syncjob.config import BuildResource
-from syncjob.model import IGNORE_ANNOTATION, Copy, Kind, Plan, Ref, ServiceAccount, Source, frozen_map
+from syncjob.model import IGNORE_ANNOTATION, Copy, Kind, Occupant, Plan, Ref, ServiceAccount, Source, frozen_map
 from syncjob.plan import Planner, copy_body, plan
 from tests.factories import PROOF_KEY, b64, cluster, copy_of, docker_config, ns, occupant, policy, proof_for, source
 
@@ -370,3 +370,91 @@ def test_a_service_account_planned_again_after_a_conflict() -> None:
         ("late-addition", "regcred"), ("regcred",), "9",
     )  # fmt: skip
     assert planner.replan_account(replace(fresh, image_pull_secrets=("regcred",)), ()) is None
+
+
+def test_every_action_says_why_in_words() -> None:
+    """The reasons users read in the table and the logs, word for word."""
+    src = source()
+    other = source(namespace="other-admin")
+    cfg = source(type="kubernetes.io/dockercfg", data={".dockercfg": b64('{"r.io": {"auth": "' + b64("u:p") + '"}}')})
+    broken = source(data={".dockerconfigjson": b64('{"auths": {}}')})
+    narrowed = source(annotations={"syncjob.dev/exclude": "team-b"})
+
+    def reason(snap_sources: list[Source], copy: Copy | None, **conf: object) -> tuple[Kind, str, Ref | None]:
+        snap = cluster(snap_sources, ["team-a", "team-b"], ["team-a", "team-b"], copies=[copy] if copy else [])
+        action = next(a for a in plan(snap, policy(**conf), release=99).actions if a.namespace == "team-b")
+        return action.kind, action.reason, action.source
+
+    assert reason([src, other], None, sources=(other.ref,)) == (
+        Kind.CONFLICT, "sources build-service/regcred and other-admin/regcred would land on the same name; rename one",
+        None,
+    )  # fmt: skip
+    assert reason([src], None) == (Kind.CREATE, "copy missing", src.ref)
+    assert reason([broken], copy_of(src, "team-b")) == (Kind.LEAVE, "source is invalid; copy left as it is", src.ref)
+    assert reason([cfg], copy_of(src, "team-b")) == (
+        Kind.RECREATE, "type changed from kubernetes.io/dockerconfigjson to kubernetes.io/dockercfg", src.ref,
+    )  # fmt: skip
+    assert reason([src], copy_of(src, "team-b", immutable=True)) == (
+        Kind.RECREATE, "copy was made immutable; syncjob copies are not", src.ref,
+    )  # fmt: skip
+    assert reason([src], copy_of(src, "team-b", digest="sha256:old")) == (
+        Kind.UPDATE, "data differs from the source", src.ref,
+    )  # fmt: skip
+    assert reason([src], copy_of(src, "team-b", labels=frozen_map({"x": "y"}))) == (
+        Kind.UPDATE, "labels drifted", src.ref,
+    )  # fmt: skip
+    drifted = copy_of(src, "team-b")
+    drifted = replace(drifted, annotations=frozen_map({**drifted.annotations, "extra": "1"}))
+    assert reason([src], drifted) == (Kind.UPDATE, "annotations drifted", src.ref)
+    assert reason([src], copy_of(src, "team-b")) == (Kind.LEAVE, "in sync", src.ref)
+    assert reason([], copy_of(src, "team-b")) == (
+        Kind.DELETE, "source deleted, unlabelled or no longer selected", src.ref,
+    )  # fmt: skip
+    assert reason([src], copy_of(src, "team-b"), types=("Opaque",)) == (
+        Kind.DELETE, "source type kubernetes.io/dockerconfigjson is not enabled in spec.types", src.ref,
+    )  # fmt: skip
+    assert reason([narrowed], copy_of(src, "team-b")) == (
+        Kind.DELETE, "the source's syncjob.dev/include or syncjob.dev/exclude annotation leaves this namespace out",
+        src.ref,
+    )  # fmt: skip
+    broken_owner = plan(cluster([broken], ["team-c"], [], copies=[copy_of(src, "team-c")]), policy()).actions
+    assert [(a.kind, a.reason, a.source) for a in broken_owner] == [
+        (Kind.LEAVE, "source is invalid; copy left as it is", src.ref)
+    ]
+
+
+def test_who_is_in_the_way_in_words() -> None:
+    src = source()
+
+    def conflict(occ: Occupant | None = None, copies: list[Copy] | None = None) -> str:
+        snap = cluster([src], ["team-a"], ["team-a"], copies=copies, occupants=[occ] if occ else [])
+        (action,) = plan(snap, policy()).actions
+        assert (action.kind, action.source) == (Kind.CONFLICT, src.ref)
+        return action.reason
+
+    prefix = "a Secret with this name exists and "
+    assert conflict(occupant("team-a")) == prefix + "it was not created by syncjob; left untouched"
+    assert conflict(occupant("team-a", managed_by="Helm")) == prefix + "it is managed by 'Helm'; left untouched"
+    assert conflict(occupant("team-a", "regcred", "syncjob", "blue")) == (
+        prefix + "it belongs to syncjob instance 'blue'; left untouched"
+    )
+    assert (
+        conflict(occupant("team-a", "regcred", "syncjob", "")) == prefix + "it is managed by 'syncjob'; left untouched"
+    )
+    assert conflict(copies=[copy_of(src, "team-a", annotations={})]) == (
+        prefix + "it carries this SecretSync's labels but cannot be proven to be its copy (made by hand, forged, or "
+        "its proof was edited); delete it or remove its syncjob labels; left untouched"
+    )
+
+
+def test_the_note_on_unproven_secrets_names_five_and_counts_the_rest() -> None:
+    src = source()
+    fakes = [copy_of(src, f"t{i}", annotations={}) for i in range(7)]
+    (note,) = plan(cluster([], [f"t{i}" for i in range(7)], [], copies=fakes), policy()).notes
+    assert note == (
+        "7 Secrets carry the labels of SecretSync 'syncjob' but cannot be proven to be its copies (t0/regcred, "
+        "t1/regcred, t2/regcred, t3/regcred, t4/regcred and 2 more): they are never updated, deleted or counted by "
+        "the mass-deletion guard. Delete them or remove their syncjob labels"
+    )
+    (five,) = plan(cluster([], ["a"], [], copies=fakes[:5]), policy()).notes
+    assert "t4/regcred): they" in five and "more" not in five

@@ -244,3 +244,19 @@ def test_the_default_policy_file_is_the_default() -> None:
 def test_every_example_policy_parses(path: Path) -> None:
     for doc in yaml.safe_load_all(path.read_text()):
         assert isinstance(policy_from(doc), Policy), path
+
+
+def test_more_of_what_the_schema_would_refuse() -> None:
+    assert refusal({"targets": {"builds": "images.kpack.io"}}) == "spec.targets.builds: expected a list of strings"
+    assert refusal({"targets": {"include": ["Bad_Glob"]}}) == (
+        "spec.targets.include: 'Bad_Glob' is not a namespace glob (lower-case letters, digits, '-', '*' and '?')"
+    )
+    assert refusal({"targets": {"exclude": "x"}}) == "spec.targets.exclude: expected a list of strings"
+    assert refusal({}, name="x" * 64) == (
+        f"metadata.name {'x' * 64!r}: a SecretSync's name labels its copies, so it must be a valid label value "
+        "(at most 63 lower-case letters, digits, '-' and '.')"
+    )
+    invalid = policy_from({"metadata": {"name": "bad", "generation": 3}, "spec": {"types": []}}, origin="file")
+    assert isinstance(invalid, InvalidPolicy) and (invalid.generation, invalid.origin) == (3, "file")
+    assert parsed({"maxDelete": 0}).max_delete == 0
+    assert parsed({}).all_namespaces is False and parsed({"targets": {"allNamespaces": True}}).all_namespaces is True

@@ -68,3 +68,60 @@ def test_messages_never_quote_the_secret() -> None:
     for config in ({"auths": {"r.io": {"auth": b64(secret)}}}, {"auths": {"r.io": {"auth": secret}}}):
         for message in config_source(config):
             assert secret not in message and b64(secret) not in message
+
+
+HINT = (
+    "recreate it from a plain config file: `DOCKER_CONFIG=$(mktemp -d) docker login REGISTRY`, then "
+    "`kubectl create secret docker-registry` from that file, or `syncjob create-source`"
+)
+EXACT = [
+    ({"auths": {}, "credsStore": "desktop"}, "holds only 'credsStore'/'credHelpers' and no credentials (Docker Desktop "
+     "keeps them in the OS keychain, which Kubernetes cannot read); " + HINT),
+    ({"auths": {}}, "has an empty 'auths'; " + HINT),
+    ({"auths": ["x"]}, "'auths' is not a JSON object"),
+    (["x"], "'.dockerconfigjson' is not a JSON object"),
+    ({"auths": {"r.io": "x"}}, "entry for registry 'r.io' is not a JSON object"),
+    ({"auths": {"r.io": {"auth": 5}}},
+     "'auth' for registry 'r.io' is not valid base64; it must encode 'user:password'"),
+    ({"auths": {"r.io": {"auth": b64("u:")}}}, "'auth' for registry 'r.io' does not decode to 'user:password'"),
+    ({"auths": {"r.io": {"auth": b64(":p")}}}, "'auth' for registry 'r.io' does not decode to 'user:password'"),
+    ({"auths": {"r.io": {"auth": "dXNlcjpwYXNz\n"}}},  # base64 with a stray newline: strict decoding refuses it
+     "'auth' for registry 'r.io' is not valid base64; it must encode 'user:password'"),
+    ({"auths": {"r.io": {"username": "u"}}}, "registry 'r.io' has no credentials: it needs 'auth' (base64 of "
+     "user:password), 'username' and 'password', or 'identitytoken'"),
+    ({"auths": {"r.io": {"password": "p"}}}, "registry 'r.io' has no credentials: it needs 'auth' (base64 of "
+     "user:password), 'username' and 'password', or 'identitytoken'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("config", "message"), EXACT, ids=[str(i) for i in range(len(EXACT))])
+def test_what_a_refused_config_is_told_word_for_word(config: object, message: str) -> None:
+    assert config_source(config) == [message]
+
+
+@pytest.mark.parametrize(
+    "entry", [{"registrytoken": "t"}, {"auth": b64("u:p:with:colons")}, {"auth": b64("ü:pässword")}]
+)
+def test_more_accepted_credentials(entry: dict[str, str]) -> None:
+    assert config_source({"auths": {"r.io": entry}}) == []
+
+
+def test_legacy_and_base64_messages_word_for_word() -> None:
+    legacy = 'holds no registries (legacy shape: {"REGISTRY": {"auth": ...}})'
+    for body in ("{}", "[]"):
+        assert validate_source(source(type=DOCKERCFG, data={".dockercfg": b64(body)})) == [f"'.dockercfg' {legacy}"]
+    wrapped = b64(json.dumps({"auths": {"r.io": {"auth": b64("u:p")}}}))
+    assert validate_source(source(type=DOCKERCFG, data={".dockercfg": wrapped})) == [
+        "'.dockercfg' uses the new 'auths' shape; store it as type kubernetes.io/dockerconfigjson"
+    ]
+    assert validate_source(source(data={".dockerconfigjson": "%%%"})) == ["'.dockerconfigjson' is not valid base64"]
+
+
+def test_the_size_limit_is_the_decoded_size() -> None:
+    limit = 1024 * 1024
+    at_limit = source(type="Opaque", data={"blob": b64("x" * limit)})
+    assert validate_source(at_limit) == []  # exactly 1 MiB decoded: allowed
+    over = source(type="Opaque", data={"blob": b64("x" * (limit + 3))})
+    assert validate_source(over) == [
+        f"its data is about {limit + 3} bytes, over the 1 MiB Secret limit; split it into several Secrets"
+    ]
