@@ -7,8 +7,23 @@ from dataclasses import replace
 import pytest
 
 from syncjob.config import BuildResource
-from syncjob.model import IGNORE_ANNOTATION, Copy, Kind, Occupant, Plan, Ref, ServiceAccount, Source, frozen_map
-from syncjob.plan import Planner, copy_body, plan
+from syncjob.model import (
+    IGNORE_ANNOTATION,
+    Action,
+    Copy,
+    Kind,
+    Occupant,
+    Plan,
+    Ref,
+    ServiceAccount,
+    Snapshot,
+    Source,
+    SourceProblem,
+    frozen_map,
+)
+from syncjob.plan import Planner, copy_body, judge_sources, plan
+from syncjob.policy import Policy
+from syncjob.select import SourceScope, TargetDecision, decide_all, gone, source_scope
 from tests.factories import PROOF_KEY, b64, cluster, copy_of, docker_config, ns, occupant, policy, proof_for, source
 
 
@@ -458,3 +473,146 @@ def test_the_note_on_unproven_secrets_names_five_and_counts_the_rest() -> None:
     )
     (five,) = plan(cluster([], ["a"], [], copies=fakes[:5]), policy()).notes
     assert "t4/regcred): they" in five and "more" not in five
+
+
+def test_every_target_decision_with_its_reason() -> None:
+    namespaces = [
+        ns("build-service"),
+        ns("kube-node-lease"),
+        ns("skip-me"),
+        ns("outside"),
+        ns("team-opted", annotations={IGNORE_ANNOTATION: "True"}),
+        ns("team-unlabelled"),
+        ns("team-nobuilds", labels={"builds": "yes"}),
+        ns("team-dying", phase="Terminating", labels={"builds": "yes"}),
+        ns("team-ok", labels={"builds": "yes"}),
+    ]
+    snap = Snapshot(namespaces=tuple(namespaces), build_namespaces=frozenset({"team-dying", "team-ok", "outside"}))
+    by_builds = decide_all(snap, policy(include=("team-*", "build-*", "kube-*"), exclude=("skip-*",)))
+    assert by_builds == {
+        "build-service": TargetDecision("build-service", False, reason="namespace holds sources"),
+        "kube-node-lease": TargetDecision("kube-node-lease", False, reason="namespace excluded"),
+        "skip-me": TargetDecision("skip-me", False, reason="namespace excluded"),
+        "outside": TargetDecision("outside", False, reason="namespace not in spec.targets.include"),
+        "team-opted": TargetDecision("team-opted", False, reason="namespace opted out (syncjob.dev/ignore)"),
+        "team-unlabelled": TargetDecision("team-unlabelled", False, reason="namespace has no builds"),
+        "team-nobuilds": TargetDecision("team-nobuilds", False, reason="namespace has no builds"),
+        "team-dying": TargetDecision("team-dying", True, terminating=True, reason="namespace is terminating"),
+        "team-ok": TargetDecision("team-ok", True),
+    }
+    by_labels = decide_all(snap, policy(namespace_selector={"matchLabels": {"builds": "yes"}}))
+    assert by_labels["team-unlabelled"] == TargetDecision(
+        "team-unlabelled", False, reason="namespace does not match spec.targets.namespaceSelector"
+    )
+    assert by_labels["team-nobuilds"] == TargetDecision("team-nobuilds", True)
+    assert gone("x") == TargetDecision("x", False, reason="namespace not found or not selected")
+
+
+def test_what_sources_are_judged_and_told() -> None:
+    good, opaque = source(), source("token", type="Opaque", data={"t": b64("x")})
+    broken = source("broken", data={".dockerconfigjson": b64('{"auths": {}}')}, annotations={
+        "syncjob.dev/include": "Bad_Glob"})  # fmt: skip
+    snap = replace(cluster([good, opaque, broken], [], []), missing_sources=(Ref("team-05", "gone"),))
+    verdicts = judge_sources(snap, policy())
+    assert set(verdicts.eligible) == {good.ref, broken.ref} and set(verdicts.invalid) == {broken.ref}
+    assert verdicts.problems == (
+        SourceProblem(
+            broken.ref,
+            "has an empty 'auths'; recreate it from a plain config file: `DOCKER_CONFIG=$(mktemp -d) docker login "
+            "REGISTRY`, then `kubectl create secret docker-registry` from that file, or `syncjob create-source`; "
+            "annotation syncjob.dev/include: 'Bad_Glob' is not a namespace glob (lower-case letters, digits, '-', '*' "
+            "and '?'); write comma-separated globs, e.g. 'team-*,ci-?'. Its existing copies are left as they are",
+        ),
+        SourceProblem(
+            opaque.ref, "type Opaque is not enabled; add it to the SecretSync's spec.types to sync it", fatal=False
+        ),
+        SourceProblem(Ref("team-05", "gone"), "not found; fix it or drop it from the SecretSync's spec.sources.names"),
+    )
+    assert verdicts.scopes == {good.ref: SourceScope()}
+
+
+def test_scopes_from_annotations() -> None:
+    scoped = source(annotations={"syncjob.dev/include": " team-*, ci-? ", "syncjob.dev/exclude": "team-b"})
+    scope = source_scope(scoped)
+    assert scope == SourceScope(("team-*", "ci-?"), ("team-b",))
+    assert [scope.allows(n) for n in ("team-a", "team-b", "ci-1", "ci-10", "other")] == [
+        True, False, True, False, False,
+    ]  # fmt: skip
+    assert SourceScope(exclude=("x",)).allows("y") and not SourceScope(exclude=("x",)).allows("x")
+
+
+def test_every_guard_note_word_for_word() -> None:
+    src, two = source(), source("two")
+    teams = [f"team-{i:02d}" for i in range(12)]
+    copies = [copy_of(s, t) for s in (src, two) for t in teams]
+
+    def notes(snap: Snapshot, conf: Policy | None = None, release: int | None = None) -> tuple[str, ...]:
+        return plan(snap, conf or policy(), release=release).notes
+
+    gone_both = cluster([], teams, teams, copies=copies)
+    assert notes(gone_both, release=23) == (
+        "mass-deletion guard: this run would delete 24 copies, over --max-delete 23; no copy was deleted. "
+        "If that is intended, rerun once with --max-delete 24",
+    )
+    assert notes(gone_both, policy(max_delete=23)) == (
+        "mass-deletion guard: this run would delete 24 copies, over spec.maxDelete 23; no copy was deleted. "
+        "If that is intended, rerun once with --max-delete 24",
+    )
+    per_source = notes(cluster([two], teams, teams, copies=copies))
+    assert per_source == (
+        "mass-deletion guard: this run would delete 12 of the 12 copies of build-service/regcred; none was deleted. "
+        "If that is intended, rerun once with --max-delete 12; otherwise check the SecretSync 'syncjob': spec.targets",
+    )
+    lingering = notes(replace(cluster([], teams[:2], teams[:2], copies=[copy_of(src, t) for t in teams[:2]]),
+                              lingering_sources=frozenset({src.ref})))  # fmt: skip
+    assert lingering == (
+        "mass-deletion guard: source build-service/regcred still exists but SecretSync 'syncjob' no longer selects "
+        "it (its label was removed, its type left spec.types, or it left spec.sources.names); its 2 copies are "
+        "kept. To retire it, delete the source Secret; to remove the copies anyway, rerun once with --max-delete 2",
+    )
+    emptied = notes(cluster([src], teams[:2], [], copies=[copy_of(src, t) for t in teams[:2]]))
+    assert emptied == (
+        "mass-deletion guard: no namespace holds a build (builds.kpack.io, images.kpack.io): the build kinds look "
+        "emptied or reinstalled, so the 2 copies in namespaces without builds are kept. If every build is really "
+        "gone, rerun once with --max-delete 2",
+    )
+    many = [copy_of(source(f"s{i}"), t) for i in range(6) for t in teams[:2]]  # 12 copies, 2 per source
+    overall = notes(cluster([], teams, teams, copies=many))
+    assert overall == (
+        "mass-deletion guard: this run would delete 12 copies (more than 10 and more than 25 % of 12 managed "
+        "copies); no copy was deleted. If that is intended (e.g. sources were retired), rerun once with "
+        "--max-delete 12; otherwise check the SecretSync 'syncjob': spec.sources and spec.targets",
+    )
+
+
+def test_a_per_source_hold_keeps_only_that_sources_copies() -> None:
+    src, small = source(), source("small")
+    teams = [f"team-{i:02d}" for i in range(40)]
+    copies = [copy_of(src, t) for t in teams[:12]] + [copy_of(small, t) for t in teams[:2]]
+    builds = teams[12:]  # src loses 12 of 12 copies; small loses 2 of 2
+    p = plan(cluster([src, small], teams, builds, copies=copies), policy())
+    kinds_by_source = {(a.source, a.kind) for a in p.actions if a.kind in (Kind.DELETE, Kind.HOLD)}
+    assert kinds_by_source == {(src.ref, Kind.HOLD), (small.ref, Kind.DELETE)}
+
+
+def test_a_fresh_read_that_finds_an_unproven_secret_plans_a_conflict() -> None:
+    src = source()
+    planner = Planner(cluster([src], ["team-a", ns("dying", phase="Terminating")], ["team-a", "dying"]), policy())
+    fake = copy_of(src, "team-a", annotations={})
+    action = planner.replan(Ref("team-a", "regcred"), fake, None)
+    assert action is not None and (action.kind, action.source) == (Kind.CONFLICT, src.ref)
+    assert "cannot be proven to be its copy" in action.reason
+    skip = planner.replan(Ref("dying", "regcred"), None, None)
+    assert skip == Action(Kind.SKIP, "dying", "regcred", "namespace is terminating", source=src.ref)
+
+
+def test_what_proves_a_copy() -> None:
+    src = source()
+    planner = Planner(cluster([src], ["team-a"], ["team-a"]), policy())
+    good = copy_of(src, "team-a")
+    assert planner.proven(good)
+    assert not planner.proven(replace(good, name="other"))  # not its owner's name
+    assert not planner.proven(replace(good, namespace="build-service"))  # in its owner's namespace
+    no_proof = {k: v for k, v in good.annotations.items() if k != "syncjob.dev/proof"}
+    assert not planner.proven(replace(good, annotations=frozen_map(no_proof)))
+    assert not Planner(replace(cluster([src], [], []), proof_key=None), policy()).proven(good)
