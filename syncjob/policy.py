@@ -234,8 +234,3 @@ def policy_from(obj: Mapping[str, Any], origin: str = "cluster") -> Policy | Inv
 
 def is_secretsync(obj: Mapping[str, Any]) -> bool:
     return obj.get("kind") == KIND and str(obj.get("apiVersion", "")).startswith(f"{GROUP}/")
-
-
-def default_policy_object(name: str = "syncjob") -> dict[str, Any]:
-    """The SecretSync `k8s/policies/default.yaml` holds: the Tanzu Build Service convention."""
-    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name}, "spec": {}}

@@ -616,3 +616,41 @@ def test_what_proves_a_copy() -> None:
     no_proof = {k: v for k, v in good.annotations.items() if k != "syncjob.dev/proof"}
     assert not planner.proven(replace(good, annotations=frozen_map(no_proof)))
     assert not Planner(replace(cluster([src], [], []), proof_key=None), policy()).proven(good)
+
+
+def test_service_account_changes_come_with_the_plan() -> None:
+    src = source()
+    account = ServiceAccount("team-a", "builder", "sa-1", "3", ("own",))
+    snap = replace(cluster([src], ["team-a"], ["team-a"]), service_accounts=(account,))
+    p = plan(snap, policy(patch_service_accounts=("builder",)))
+    assert [(a.kind, a.resource, a.namespace, a.name, a.pull_secrets) for a in p.actions] == [
+        (Kind.CREATE, "Secret", "team-a", "regcred", ()),
+        (Kind.PATCH, "ServiceAccount", "team-a", "builder", ("own", "regcred")),
+    ]
+    assert [a.kind for a in plan(snap, policy()).actions] == [Kind.CREATE]
+
+
+def test_nothing_is_planned_where_no_source_wants_a_copy_even_if_terminating() -> None:
+    src = source(annotations={"syncjob.dev/exclude": "dying"})
+    snap = cluster([src], [ns("dying", phase="Terminating"), "team-a"], ["dying", "team-a"])
+    assert kinds(plan(snap, policy())) == {("team-a", "regcred"): Kind.CREATE}
+
+
+def test_a_named_source_is_never_copied_onto_itself() -> None:
+    own = source("team-token", namespace="team-a")
+    snap = cluster([own], ["team-a", "team-b"], ["team-a", "team-b"])
+    assert kinds(plan(snap, policy(sources=(own.ref,)))) == {("team-b", "team-token"): Kind.CREATE}
+
+
+def test_a_same_name_conflict_names_the_key() -> None:
+    a, b = source(), source(namespace="other-admin")
+    (action,) = plan(cluster([a, b], ["team-a"], ["team-a"]), policy(sources=(b.ref,))).actions
+    assert (action.kind, action.namespace, action.name, action.source) == (Kind.CONFLICT, "team-a", "regcred", None)
+
+
+def test_per_source_holds_are_noted_in_the_order_of_their_sources() -> None:
+    first, second = source("zzz"), source("aaa", namespace="other-admin")
+    teams = [f"team-{i:02d}" for i in range(12)]
+    copies = [copy_of(s, t) for s in (first, second) for t in teams]
+    notes = plan(cluster([], teams, teams, copies=copies), policy()).notes
+    assert [n.split(" copies of ")[1].split(";")[0] for n in notes] == ["build-service/zzz", "other-admin/aaa"]

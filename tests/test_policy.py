@@ -9,9 +9,10 @@ import pytest
 import yaml
 
 from syncjob.config import BuildResource
+from syncjob.errors import ConfigError
 from syncjob.model import Ref
-from syncjob.policy import InvalidPolicy, Policy, default_policy_object, is_secretsync, policy_from
-from syncjob.selector import selector_from_spec
+from syncjob.policy import InvalidPolicy, Policy, is_secretsync, policy_from
+from syncjob.selector import is_dns_subdomain, selector_from_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -180,9 +181,6 @@ def test_what_a_secretsync_is() -> None:
     assert not is_secretsync({"apiVersion": "example.com/v1", "kind": "SecretSync"})
     assert not is_secretsync({"apiVersion": "syncjob.dev/v1alpha1", "kind": "Secret"})
     assert not is_secretsync({"kind": "SecretSync"})
-    assert default_policy_object("blue") == {
-        "apiVersion": "syncjob.dev/v1alpha1", "kind": "SecretSync", "metadata": {"name": "blue"}, "spec": {},
-    }  # fmt: skip
 
 
 def test_the_name_must_be_a_label_value() -> None:
@@ -260,3 +258,36 @@ def test_more_of_what_the_schema_would_refuse() -> None:
     assert isinstance(invalid, InvalidPolicy) and (invalid.generation, invalid.origin) == (3, "file")
     assert parsed({"maxDelete": 0}).max_delete == 0
     assert parsed({}).all_namespaces is False and parsed({"targets": {"allNamespaces": True}}).all_namespaces is True
+
+
+def test_selector_edges_word_for_word() -> None:
+    where = "spec.targets.namespaceSelector"
+    none = selector_from_spec(None, where)
+    assert (none.text, none.requirements, none.matches({"a": "b"})) == ("", (), True)
+
+    def error(spec: object) -> str:
+        with pytest.raises(ConfigError) as raised:
+            selector_from_spec(spec, where)
+        return str(raised.value)
+
+    assert error({"a": 1, "b": 2}) == f"{where}: unknown field(s) a, b; use matchLabels, matchExpressions"
+    assert error({"matchExpressions": [{"operator": "Exists"}]}) == (
+        f"{where}.matchExpressions[0]: '' is not a valid label key (alphanumerics, '-', '_', '.', at most 63 "
+        "characters, optional DNS prefix and '/')"
+    )
+    assert error({"matchExpressions": [{"key": "k"}]}) == (
+        f"{where}.matchExpressions[0]: operator '' is not one of In, NotIn, Exists, DoesNotExist"
+    )
+    assert error({"matchExpressions": [{"key": "k", "operator": "NotIn"}]}) == (
+        f"{where}.matchExpressions[0]: operator NotIn needs at least one value"
+    )
+    assert error({"matchExpressions": [{"key": "k", "operator": "DoesNotExist", "values": ["v"]}]}) == (
+        f"{where}.matchExpressions[0]: operator DoesNotExist takes no values"
+    )
+
+
+def test_dns_name_lengths() -> None:
+    label = "a" * 63
+    longest = ".".join([label, label, label, "a" * 61])  # 253 characters
+    assert len(longest) == 253 and is_dns_subdomain(longest)
+    assert not is_dns_subdomain(longest + "a")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -100,7 +101,8 @@ def test_what_a_refused_config_is_told_word_for_word(config: object, message: st
 
 
 @pytest.mark.parametrize(
-    "entry", [{"registrytoken": "t"}, {"auth": b64("u:p:with:colons")}, {"auth": b64("ü:pässword")}]
+    "entry",
+    [{"registrytoken": "t"}, {"auth": b64("u:p:with:colons")}, {"auth": b64("ü:pässword")}, {"auth": b64("a::")}],
 )
 def test_more_accepted_credentials(entry: dict[str, str]) -> None:
     assert config_source({"auths": {"r.io": entry}}) == []
@@ -125,3 +127,8 @@ def test_the_size_limit_is_the_decoded_size() -> None:
     assert validate_source(over) == [
         f"its data is about {limit + 3} bytes, over the 1 MiB Secret limit; split it into several Secrets"
     ]
+
+
+def test_an_auth_that_is_not_utf8_is_judged_not_crashed_on() -> None:
+    raw = base64.b64encode(b"\xffuser:pa\xfess").decode()
+    assert config_source({"auths": {"r.io": {"auth": raw}}}) == []
