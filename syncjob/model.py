@@ -178,8 +178,6 @@ class Snapshot:
     service_accounts: tuple[ServiceAccount, ...] = ()
     # The key that proves copies (syncjob/proof.py); None when it does not exist yet.
     proof_key: bytes | None = field(default=None, repr=False)
-    # Owners of copies that are not selected any more but still exist (label removed, type disabled...).
-    lingering_sources: frozenset[Ref] = frozenset()
 
 
 class Kind(enum.StrEnum):

@@ -325,12 +325,6 @@ class Planner:
             reason = "the source's syncjob.dev/include or syncjob.dev/exclude annotation leaves this namespace out"
         return Action(Kind.DELETE, ns, name, reason, owner, copy.uid, copy.resource_version)
 
-    def lingering(self) -> set[Ref]:
-        """Owners of copies that still exist but this policy no longer selects: a mistake more often than
-        a retirement (a removed label, a type dropped from spec.types)."""
-        listed = {s.ref for s in self.snapshot.sources}
-        return (listed - set(self.verdicts.eligible)) | set(self.snapshot.lingering_sources)
-
 
 def _hold(plan: Plan, held: set[Action], note: str) -> Plan:
     actions = tuple(
@@ -346,9 +340,10 @@ def guard_deletes(plan: Plan, planner: Planner) -> Plan:
     """Hold deletes that look like a mistake rather than intent; everything else is applied.
 
     Counted over provable copies only, so Secrets a tenant labels as ours can neither dilute the
-    guard nor trip it. Held, whatever the count: every copy of a source that still exists but is no
-    longer selected, and every copy whose namespace lost its builds when no build is left anywhere
-    (a build kind reinstalled or its API gone). Held by count: a source losing more than 10 and more
+    guard nor trip it. Held, whatever the count: every copy whose namespace lost its builds when no
+    build is left anywhere (a build kind reinstalled or its API gone), and every copy of a source that
+    is still selected (its targets all went away). A source that was deleted or unlabelled takes its
+    copies with it, under the count rules. Held by count: a source losing more than 10 and more
     than 25 % of its copies, or the run deleting more than 10 and more than 25 % of all copies
     (spec.maxDelete replaces both). `planner.release` (--max-delete N) lets up to N deletes through.
     """
@@ -361,15 +356,6 @@ def guard_deletes(plan: Plan, planner: Planner) -> Plan:
             return plan
         return _hold(plan, set(deletes), f"this run would delete {len(deletes)} copies, over --max-delete "
                      f"{planner.release}; no copy was deleted. If that is intended, {rerun}")  # fmt: skip
-    lingering = planner.lingering()
-    for owner in sorted(lingering):
-        held = {a for a in plan.of_kind(Kind.DELETE) if a.source == owner}
-        if held:
-            plan = _hold(plan, held, (
-                f"source {owner} still exists but SecretSync {policy.name!r} no longer selects it (its label was "
-                f"removed, its type left spec.types, or it left spec.sources.names); its {len(held)} copies are "
-                f"kept. To retire it, delete the source Secret; to remove the copies anyway, {rerun}"
-            ))  # fmt: skip
     snapshot = planner.snapshot
     if policy.by_builds and not snapshot.build_namespaces:
         held = {a for a in plan.of_kind(Kind.DELETE) if "namespace has no builds" in a.reason}
@@ -379,6 +365,16 @@ def guard_deletes(plan: Plan, planner: Planner) -> Plan:
                 f"no namespace holds a build ({kinds}): the build kinds look emptied or reinstalled, so the "
                 f"{len(held)} copies in namespaces without builds are kept. If every build is really gone, {rerun}"
             ))  # fmt: skip
+    copies_of: Counter[Ref | None] = Counter(c.owner for c in planner.copies.values())
+    wanted = planner.wanted_counts()
+    for ref in sorted(planner.verdicts.eligible):
+        held = {a for a in plan.of_kind(Kind.DELETE) if a.source == ref}
+        if held and len(held) == copies_of[ref] and not wanted.get(ref):  # it would be left with no copy at all
+            plan = _hold(plan, held, (
+                f"source {ref} is still selected, yet this run would delete every one of its {len(held)} copies "
+                "(its targets all went away: check spec.targets and the source's syncjob.dev/include and "
+                f"syncjob.dev/exclude annotations); none was deleted. If that is intended, {rerun}"
+            ))  # fmt: skip
     deletes = plan.of_kind(Kind.DELETE)
     if policy.max_delete is not None:
         if len(deletes) > policy.max_delete:
@@ -387,7 +383,6 @@ def guard_deletes(plan: Plan, planner: Planner) -> Plan:
                 f"was deleted. If that is intended, {rerun}"
             ))  # fmt: skip
         return plan
-    copies_of: Counter[Ref | None] = Counter(c.owner for c in planner.copies.values())
     deletes_of: Counter[Ref | None] = Counter(a.source for a in deletes)
     for of, n in sorted(deletes_of.items(), key=lambda item: str(item[0])):
         if _too_many(n, copies_of[of]):

@@ -25,7 +25,7 @@ from syncjob.events import source_events
 from syncjob.kube.apply import Applier, write_policy_status
 from syncjob.kube.client import Deadline, Kube, RequestCounter, load_api_client
 from syncjob.kube.events import post_events
-from syncjob.kube.read import ReadMemo, read_existing, read_occupants, read_policy_objects, read_snapshot
+from syncjob.kube.read import ReadMemo, read_occupants, read_policy_objects, read_snapshot
 from syncjob.logs import log_event
 from syncjob.model import Kind, Outcome, Plan, Result, Snapshot
 from syncjob.plan import Planner
@@ -123,7 +123,7 @@ def plan_policy(
     create_key: bool = False,
 ) -> tuple[Snapshot, Planner, Plan]:
     """Read and plan one SecretSync. A second, narrow look only where the first plan needs it: who is in
-    the way of a copy it would create, and whether the sources of copies it would delete still exist."""
+    the way of a copy it would create."""
     if kube is None:
         snapshot = snapshot_from_objects(objects or [], policy)
     else:
@@ -133,12 +133,9 @@ def plan_policy(
     if kube is None:
         return snapshot, planner, plan
     creates = plan.of_kind(Kind.CREATE)
-    listed = {s.ref for s in snapshot.sources}
-    gone = {a.source for a in plan.of_kind(Kind.DELETE, Kind.HOLD) if a.source is not None} - listed
     occupants = read_occupants(kube, policy.instance, [a.ref for a in creates]) if creates else []
-    lingering = read_existing(kube, sorted(gone)) if gone else frozenset()
-    if occupants or lingering:
-        snapshot = replace(snapshot, occupants=(*snapshot.occupants, *occupants), lingering_sources=lingering)
+    if occupants:
+        snapshot = replace(snapshot, occupants=(*snapshot.occupants, *occupants))
         planner = Planner(snapshot, policy, release=release)
         plan = planner.plan()
     return snapshot, planner, plan

@@ -113,6 +113,4 @@ def snapshot_from_objects(objects: list[dict[str, Any]], policy: Policy) -> Snap
         occupants=tuple(occupant_from(s) for s in secrets if not is_own_copy(s, policy.instance)),
         missing_sources=tuple(missing),
         proof_key=key or None,
-        # A dump holds every Secret: an owner that is there but not selected still exists.
-        lingering_sources=frozenset(by_ref) - frozenset(sources),
     )

@@ -213,11 +213,19 @@ def test_an_admission_policy_that_quotes_the_data_never_gets_it_out(env: SyncEnv
         env.set_policy(types=["Opaque"])
         textfile = tmp_path / "syncjob.prom"
 
-        def denied() -> Any:
-            r = env.run("--events", "--metrics-textfile", str(textfile))
-            return r.code == 1 and len([a for a in r.actions("create") if a["result"] == "failed"]) == 3 and r
+        probe = k8s.V1Secret(metadata=k8s.V1ObjectMeta(name="probe"), data={"token": b64("x"), "config": b64("y")})
 
-        result = wait_for(denied, "the echoing policy to take effect")
+        def echoing() -> bool:  # the policy takes effect when the server's informers see it
+            try:
+                env.core.create_namespaced_secret(targets[0], probe, dry_run="All")
+            except ApiException as e:
+                return name in (e.body or "")
+            return False
+
+        wait_for(echoing, "the echoing policy to take effect")
+        result = env.run("--events", "--metrics-textfile", str(textfile))
+        assert result.code == 1
+        assert [a["result"] for a in result.actions("create")] == ["failed"] * 3
         error = result.actions("create")[0]["error"]
         assert f"ValidatingAdmissionPolicy '{name}'" in error and "HTTP 422 Invalid" in error
         events = env.core.list_namespaced_event(env.source_ns).items

@@ -237,20 +237,26 @@ def test_forged_copies_neither_dilute_nor_trip_the_guard() -> None:
     assert len(opt_out.unproven) == 15
 
 
-def test_every_copy_of_a_source_that_still_exists_is_held_whatever_the_count() -> None:
+def test_every_copy_of_a_source_that_is_still_selected_is_held_whatever_the_count() -> None:
+    """A source still selected that would lose every copy and want none: its targets went away by mistake
+    (an exclude too wide, an annotation matching nothing). A deleted or unlabelled source takes its copies."""
     src = source()
-    copies = [copy_of(src, t) for t in ("team-a", "team-b", "team-c")]
     builds = ["team-a", "team-b", "team-c"]
-    unlabelled = replace(cluster([], builds, builds, copies=copies), lingering_sources=frozenset({src.ref}))
-    p = plan(unlabelled, policy())
-    assert {a.kind for a in p.actions} == {Kind.HOLD}
-    assert "still exists" in p.notes[-1] and "--max-delete 3" in p.notes[-1]
-    assert {a.kind for a in plan(unlabelled, policy(), release=3).actions} == {Kind.DELETE}
-    # A type dropped from spec.types is the same mistake.
-    disabled = plan(cluster([src], builds, builds, copies=copies), policy(types=("Opaque",)))
-    assert {a.kind for a in disabled.actions} == {Kind.HOLD}
-    # Deleted for real: three deletes, under the count rules.
+    copies = [copy_of(src, t) for t in builds]
+    too_wide = plan(cluster([src], builds, builds, copies=copies), policy(exclude=("team-*",)))
+    assert {a.kind for a in too_wide.actions} == {Kind.HOLD}
+    assert "still selected" in too_wide.notes[-1] and "--max-delete 3" in too_wide.notes[-1]
+    released = plan(cluster([src], builds, builds, copies=copies), policy(exclude=("team-*",)), release=3)
+    assert {a.kind for a in released.actions} == {Kind.DELETE}
+    # Moving: every old copy goes, but the source wants a new target: not held.
+    moved = plan(cluster([src], [*builds, "new"], ["new"], copies=copies), policy())
+    assert sorted((a.kind.value, a.namespace) for a in moved.actions) == [
+        ("create", "new"), ("delete", "team-a"), ("delete", "team-b"), ("delete", "team-c"),
+    ]  # fmt: skip
+    # Deleted or unlabelled (the snapshot no longer lists it), or its type left spec.types: the copies go.
     assert {a.kind for a in plan(cluster([], builds, builds, copies=copies), policy()).actions} == {Kind.DELETE}
+    disabled = plan(cluster([src], builds, builds, copies=copies), policy(types=("Opaque",)))
+    assert {a.kind for a in disabled.actions} == {Kind.DELETE}
 
 
 def test_copies_are_kept_when_every_build_vanishes() -> None:
@@ -509,7 +515,7 @@ def test_every_target_decision_with_its_reason() -> None:
 
 
 def test_what_sources_are_judged_and_told() -> None:
-    good, opaque = source(), source("token", type="Opaque", data={"t": b64("x")})
+    good, opaque = source(), source("a-token", type="Opaque", data={"t": b64("x")})  # sorts first: judged first
     broken = source("broken", data={".dockerconfigjson": b64('{"auths": {}}')}, annotations={
         "syncjob.dev/include": "Bad_Glob"})  # fmt: skip
     snap = replace(cluster([good, opaque, broken], [], []), missing_sources=(Ref("team-05", "gone"),))
@@ -517,14 +523,14 @@ def test_what_sources_are_judged_and_told() -> None:
     assert set(verdicts.eligible) == {good.ref, broken.ref} and set(verdicts.invalid) == {broken.ref}
     assert verdicts.problems == (
         SourceProblem(
+            opaque.ref, "type Opaque is not enabled; add it to the SecretSync's spec.types to sync it", fatal=False
+        ),
+        SourceProblem(
             broken.ref,
             "has an empty 'auths'; recreate it from a plain config file: `DOCKER_CONFIG=$(mktemp -d) docker login "
             "REGISTRY`, then `kubectl create secret docker-registry` from that file, or `syncjob create-source`; "
             "annotation syncjob.dev/include: 'Bad_Glob' is not a namespace glob (lower-case letters, digits, '-', '*' "
             "and '?'); write comma-separated globs, e.g. 'team-*,ci-?'. Its existing copies are left as they are",
-        ),
-        SourceProblem(
-            opaque.ref, "type Opaque is not enabled; add it to the SecretSync's spec.types to sync it", fatal=False
         ),
         SourceProblem(Ref("team-05", "gone"), "not found; fix it or drop it from the SecretSync's spec.sources.names"),
     )
@@ -563,12 +569,12 @@ def test_every_guard_note_word_for_word() -> None:
         "mass-deletion guard: this run would delete 12 of the 12 copies of build-service/regcred; none was deleted. "
         "If that is intended, rerun once with --max-delete 12; otherwise check the SecretSync 'syncjob': spec.targets",
     )
-    lingering = notes(replace(cluster([], teams[:2], teams[:2], copies=[copy_of(src, t) for t in teams[:2]]),
-                              lingering_sources=frozenset({src.ref})))  # fmt: skip
-    assert lingering == (
-        "mass-deletion guard: source build-service/regcred still exists but SecretSync 'syncjob' no longer selects "
-        "it (its label was removed, its type left spec.types, or it left spec.sources.names); its 2 copies are "
-        "kept. To retire it, delete the source Secret; to remove the copies anyway, rerun once with --max-delete 2",
+    narrowed = notes(cluster([src], teams[:2], teams[:2], copies=[copy_of(src, t) for t in teams[:2]]),
+                     policy(exclude=("team-*",)))  # fmt: skip
+    assert narrowed == (
+        "mass-deletion guard: source build-service/regcred is still selected, yet this run would delete every "
+        "one of its 2 copies (its targets all went away: check spec.targets and the source's syncjob.dev/include "
+        "and syncjob.dev/exclude annotations); none was deleted. If that is intended, rerun once with --max-delete 2",
     )
     emptied = notes(cluster([src], teams[:2], [], copies=[copy_of(src, t) for t in teams[:2]]))
     assert emptied == (

@@ -211,6 +211,7 @@ def test_no_secretsync_at_all_says_how_to_create_the_default(env: SyncEnv) -> No
 
 def test_a_policy_file_plans_without_touching_the_cluster(env: SyncEnv, tmp_path: Path) -> None:
     a = env.build_namespace("a")
+    b = env.build_namespace("b")
     env.put_source()
     local = tmp_path / "preview.yaml"
     local.write_text(yaml.safe_dump({
@@ -226,7 +227,7 @@ def test_a_policy_file_plans_without_touching_the_cluster(env: SyncEnv, tmp_path
     assert [(x["action"], x["namespace"], x["result"]) for x in preview.actions("delete")] == [(
         "delete", a, "planned"
     )]  # fmt: skip
-    assert list(env.copies()) == [f"{a}/regcred"]
+    assert sorted(env.copies()) == [f"{a}/regcred", f"{b}/regcred"]
 
 
 def test_build_kinds_resolve_their_version_per_resource(env: SyncEnv) -> None:

@@ -99,9 +99,7 @@ def test_copy_deleted_by_hand_comes_back_and_edited_copy_is_repaired(env: SyncEn
     assert env.secret(a) is not None
 
 
-def test_a_deleted_source_takes_its_copies_and_an_unlabelled_one_waits_for_confirmation(env: SyncEnv) -> None:
-    """Removing the label may be a mistake (the source still exists): its copies are held until a run
-    with --max-delete confirms it, or the source is deleted. A deleted source's copies go at once."""
+def test_unlabelled_or_deleted_source_takes_its_copies_with_it(env: SyncEnv) -> None:
     targets = [env.build_namespace(f"n{i}") for i in range(2)]
     env.put_source("one")
     env.put_source("two")
@@ -110,15 +108,24 @@ def test_a_deleted_source_takes_its_copies_and_an_unlabelled_one_waits_for_confi
     env.put_source("one", labels={})  # unlabel
     env.core.delete_namespaced_secret("two", env.source_ns)
     result = env.run()
-    assert result.code == 1, result.stderr
-    assert {x["reason"] for x in result.actions("delete")} == {"source deleted, unlabelled or no longer selected"}
-    assert sorted(x["namespace"] for x in result.actions("delete")) == targets
-    assert sorted(x["namespace"] for x in result.actions("hold")) == targets
-    assert f"{env.source_ns}/one still exists" in result.stderr and "--max-delete 4" in result.stderr
-    assert sorted(env.copies()) == sorted(f"{ns}/one" for ns in targets)
-    confirmed = env.run("--max-delete", "2")
-    assert confirmed.code == 0, confirmed.stderr
+    assert result.code == 0, result.stderr
     assert env.copies() == {}
+    reasons = {x["reason"] for x in result.actions("delete")}
+    assert reasons == {"source deleted, unlabelled or no longer selected"}
+    assert all(env.secret(ns, "one") is None for ns in targets)
+
+
+def test_a_selected_source_that_would_lose_every_copy_is_held(env: SyncEnv) -> None:
+    """An exclude that catches every target (a typo) must not empty the cluster of a source still in use."""
+    targets = [env.build_namespace(f"n{i}") for i in range(3)]
+    env.put_source()
+    env.run()
+    env.set_policy(targets={"exclude": [f"{env.prefix}-n*"]})
+    held = env.run()
+    assert held.code == 1 and len(held.actions("hold")) == 3 and held.actions("delete") == []
+    assert "is still selected, yet this run would delete every one of its 3 copies" in held.stderr
+    assert sorted(env.copies()) == sorted(f"{t}/regcred" for t in targets)
+    assert env.run("--max-delete", "3").code == 0 and env.copies() == {}
 
 
 def test_namespaces_follow_their_builds(env: SyncEnv) -> None:

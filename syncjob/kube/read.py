@@ -345,19 +345,6 @@ def read_snapshot(kube: Kube, policy: Policy, memo: ReadMemo | None = None, *, c
     )
 
 
-def read_existing(kube: Kube, refs: Iterable[Ref]) -> frozenset[Ref]:
-    """Which of these Secrets exist (one GET each): the owners of copies a run would delete."""
-    found = set()
-    for ref in refs:
-        try:
-            kube.call("get", "GET", f"/api/v1/namespaces/{ref.namespace}/secrets/{ref.name}", what=f"get Secret {ref}")
-            found.add(ref)
-        except ApiError as e:
-            if e.status != 404:
-                raise
-    return frozenset(found)
-
-
 def read_service_accounts(kube: Kube, names: tuple[str, ...]) -> list[ServiceAccount]:
     """One LIST per ServiceAccount name, across all namespaces, selected by field server-side."""
     return [
