@@ -212,7 +212,7 @@ def test_dry_runs_change_nothing(env: SyncEnv, mode: str) -> None:
     env.run()
     env.put_source(data=docker_config(password="next"))
     env.remove_builds(gone)
-    env.build_namespace("new")
+    new = env.build_namespace("new")
     before = {k: s.metadata.resource_version for k, s in env.copies().items()}
 
     result = env.run(mode)
@@ -228,7 +228,8 @@ def test_dry_runs_change_nothing(env: SyncEnv, mode: str) -> None:
     assert "DRY RUN" in result.stderr
     if mode == "--dry-run":
         assert result.writes() == 0
-    assert a
+    # The copy planned for deletion is still there, the one planned for creation is not.
+    assert env.secret(gone) is not None and env.secret(new) is None and env.secret(a) is not None
 
 
 def test_two_instances_never_touch_each_others_copies(env: SyncEnv) -> None:
