@@ -204,6 +204,18 @@ class Run:
             return self.unusable(entry, e, INVALID, start)
         except SyncjobError as e:  # forbidden, unreachable, out of time: nothing was written for it
             return self.unusable(entry, e, READ_FAILED, start)
+        writes_copies = plan.of_kind(Kind.CREATE, Kind.UPDATE, Kind.RECREATE)
+        if (
+            self.kube is not None
+            and not self.settings.effective_dry_run
+            and snapshot.proof_key is None
+            and writes_copies
+        ):
+            ns = policy.source_namespace  # a copy written now could never be proven
+            return self.unusable(entry, ConfigError(
+                f"spec.sources.namespace {ns} does not exist, and syncjob keeps the key that proves its copies "
+                f"there; create it (kubectl create namespace {ns}) or point spec.sources.namespace elsewhere"
+            ), INVALID, start)  # fmt: skip
         for problem in plan.problems:
             level = logging.ERROR if problem.fatal else logging.WARNING
             log_event("source_problem", level, policy=policy.name, source=str(problem.source), message=problem.message)

@@ -362,3 +362,19 @@ def test_status_in_sync_means_a_run_writes_nothing_across_scenarios(env: SyncEnv
             applied = env.run()
             assert applied.code in (0, 1), (what, applied.stderr)
     assert seen_dirty >= 8  # the scenarios did change things
+
+
+def test_a_missing_source_namespace_is_nothing_to_do_until_a_copy_is_needed(env: SyncEnv) -> None:
+    """No source namespace (a fresh install): nothing to sync, exit 0. A named source elsewhere would need
+    a copy that could never be proven (the key lives in the source namespace): exit 2, saying so."""
+    env.build_namespace("a")
+    missing = f"{env.prefix}-nowhere"
+    env.set_policy(sources={"namespace": missing})
+    empty = env.run()
+    assert empty.code == 0, empty.stderr
+    assert empty.actions() == [] and env.copies() == {}
+    env.put_source("named", labels={})
+    env.set_policy(sources={"namespace": missing, "names": [f"{env.source_ns}/named"]})
+    refused = env.run()
+    assert refused.code == 2 and env.copies() == {}
+    assert f"spec.sources.namespace {missing} does not exist" in refused.stderr

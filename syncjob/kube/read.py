@@ -301,10 +301,12 @@ def read_proof_key(kube: Kube, namespace: str, *, create: bool, memo: ReadMemo) 
             what = f"create Secret {namespace}/{PROOF_KEY_SECRET}"
             try:
                 kube.call("create", "POST", f"/api/v1/namespaces/{namespace}/secrets", what=what, body=body)
+                key = _get_proof_key(kube, namespace)
             except ApiError as e:
-                if e.status != 409:  # 409: another run made it first; read theirs
+                if e.status == 409:  # another run made it first: read theirs
+                    key = _get_proof_key(kube, namespace)
+                elif e.status != 404:  # 404: the namespace does not exist (nor do sources in it); no key
                     raise
-            key = _get_proof_key(kube, namespace)
         memo.proof_keys[namespace] = key
     return memo.proof_keys[namespace]
 
