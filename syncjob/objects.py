@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +19,7 @@ from syncjob.model import (
     content_digest,
     frozen_map,
 )
+from syncjob.proof import PROOF_KEY_FIELD
 
 Obj = Mapping[str, Any]
 
@@ -116,3 +119,11 @@ def service_account_from(obj: Obj) -> ServiceAccount:
 def is_syncjob_own(source: Source) -> bool:
     """A Secret syncjob made for itself (its proof key, a copy): never a source, whatever the selector."""
     return source.labels.get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE
+
+
+def proof_key_from(obj: Obj) -> bytes | None:
+    """The key in a proof-key Secret (syncjob/proof.py); None when it is empty or damaged: it proves nothing."""
+    try:
+        return base64.b64decode(str((obj.get("data") or {}).get(PROOF_KEY_FIELD, "")), validate=True) or None
+    except (binascii.Error, ValueError):
+        return None

@@ -8,7 +8,6 @@ reads `--policy-file`.
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,10 +24,11 @@ from syncjob.objects import (
     is_syncjob_own,
     namespace_from,
     occupant_from,
+    proof_key_from,
     source_from,
 )
 from syncjob.policy import InvalidPolicy, Policy, is_secretsync, policy_from
-from syncjob.proof import PROOF_KEY_FIELD, PROOF_KEY_SECRET
+from syncjob.proof import PROOF_KEY_SECRET
 
 
 def _items(doc: Any) -> Iterator[dict[str, Any]]:
@@ -92,7 +92,7 @@ def snapshot_from_objects(objects: list[dict[str, Any]], policy: Policy) -> Snap
         and not is_syncjob_own(source := source_from(s))
     }
     key_secret = by_ref.get(Ref(policy.source_namespace, PROOF_KEY_SECRET))
-    key = base64.b64decode(str((key_secret.get("data") or {}).get(PROOF_KEY_FIELD, ""))) if key_secret else None
+    key = proof_key_from(key_secret) if key_secret else None
     missing: list[Ref] = []
     for ref in policy.sources:
         if ref in by_ref:
@@ -112,5 +112,5 @@ def snapshot_from_objects(objects: list[dict[str, Any]], policy: Policy) -> Snap
         copies=tuple(copy_from(s) for s in secrets if is_own_copy(s, policy.instance)),
         occupants=tuple(occupant_from(s) for s in secrets if not is_own_copy(s, policy.instance)),
         missing_sources=tuple(missing),
-        proof_key=key or None,
+        proof_key=key,
     )

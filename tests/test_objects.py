@@ -14,6 +14,7 @@ from syncjob.objects import (
     managed_selector,
     namespace_from,
     occupant_from,
+    proof_key_from,
     service_account_from,
     source_from,
 )
@@ -138,3 +139,9 @@ def test_an_empty_object_decodes_to_empty_fields_not_none() -> None:
     assert occupant_from({}) == Occupant("", "", "", "", "")
     assert namespace_from({}) == Namespace("", "Active", {}, {})
     assert service_account_from({"imagePullSecrets": [{}]}) == ServiceAccount("", "", "", "", ("",), {})
+
+
+def test_a_proof_key_decodes_or_proves_nothing() -> None:
+    assert proof_key_from({"data": {"key": "a2V5LWJ5dGVz"}}) == b"key-bytes"
+    for damaged in ({"data": {"key": "not base64!"}}, {"data": {"key": ""}}, {"data": None}, {}):
+        assert proof_key_from(damaged) is None

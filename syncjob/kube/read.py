@@ -6,7 +6,6 @@ A run with several SecretSyncs reads namespaces, build kinds and discovery once 
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 import secrets
 from collections import defaultdict
@@ -36,6 +35,7 @@ from syncjob.objects import (
     managed_selector,
     namespace_from,
     occupant_from,
+    proof_key_from,
     service_account_from,
     source_from,
 )
@@ -324,10 +324,7 @@ def _get_proof_key(kube: Kube, namespace: str) -> bytes | None:
                 f"{namespace} (its proof key); see the ClusterRole in k8s/cronjob.yaml"
             ) from e
         raise
-    try:
-        return base64.b64decode(str((obj.get("data") or {}).get(PROOF_KEY_FIELD, "")), validate=True) or None
-    except (binascii.Error, ValueError):
-        return None  # a damaged key proves nothing
+    return proof_key_from(obj)
 
 
 def read_snapshot(kube: Kube, policy: Policy, memo: ReadMemo | None = None, *, create_key: bool = False) -> Snapshot:
